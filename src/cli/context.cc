@@ -1,0 +1,67 @@
+#include "cli/context.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+namespace holdfast::cli {
+
+Context::Context(GlobalOptions opts) : opts_(std::move(opts)) {
+  data_dir_ = opts_.data_dir;
+  if (data_dir_.empty()) {
+    const char* env = std::getenv("HOLDFAST_DATA");
+    data_dir_ = (env != nullptr && *env != '\0') ? env : "./data";
+  }
+}
+
+int Context::Init() {
+  auto config = ResolveConfig(fs(), data_dir_, opts_.config_path);
+  if (!config.ok()) {
+    PrintError("config", config.status().message());
+    return EX_CONFIG;
+  }
+  config_ = std::move(config).value();
+  return EX_OK;
+}
+
+std::string Context::MailboxDir(const UserName& user) const {
+  return JoinPath(JoinPath(data_dir_, "mail"), user.str());
+}
+
+MailboxOptions Context::MailboxOpts() const {
+  MailboxOptions o;
+  o.hostname = config_.hostname;
+  o.lock_timeout = std::chrono::milliseconds(config_.delivery.lock_timeout_ms);
+  return o;
+}
+
+Status Context::EnsureLayout() {
+  for (const std::string& dir : {data_dir_, JoinPath(data_dir_, "mail")}) {
+    Status s = fs().MkDir(dir, 0700);
+    if (s.ok()) {
+      HF_RETURN_IF_ERROR(fs().SyncDir(DirName(dir)));
+    } else if (s.kind() != Status::Kind::kExists) {
+      return s;
+    }
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Mailbox>> Context::OpenMailbox(const UserName& user) {
+  HF_RETURN_IF_ERROR(EnsureLayout());
+  HF_RETURN_IF_ERROR(Mailbox::Create(fs(), MailboxDir(user)));
+  return Mailbox::Open(fs(), MailboxDir(user), MailboxOpts());
+}
+
+void PrintError(const std::string& cmd, const std::string& message) {
+  std::fprintf(stderr, "holdfast %s: %s\n", cmd.c_str(), message.c_str());
+}
+
+int ExitCodeFor(const Status& s) {
+  switch (s.kind()) {
+    case Status::Kind::kOk: return EX_OK;
+    case Status::Kind::kInvalid: return EX_DATAERR;
+    default: return EX_TEMPFAIL;
+  }
+}
+
+}  // namespace holdfast::cli

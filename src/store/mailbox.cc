@@ -1,0 +1,578 @@
+#include "store/mailbox.h"
+
+#include <algorithm>
+#include <unordered_map>
+
+#include "store/maildir_name.h"
+#include "util/record_log.h"
+
+namespace holdfast {
+namespace {
+
+constexpr size_t kReadChunk = 1 << 16;
+// A tmp/ file this young may belong to a writer that has created it but not
+// locked it yet; it is left for a later recovery (real clock only: SimFs
+// mtimes are small logical counters and always count as old).
+constexpr int64_t kTmpGraceNs = 10LL * 1000 * 1000 * 1000;
+// Extra directory passes before a message missing from one readdir is
+// believed gone: a concurrent rename can hide it from a single pass (seed 004).
+constexpr int kMissingRetries = 3;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+struct OnDisk {
+  MaildirDir dir;
+  std::string name;
+};
+
+// One readdir pass over new/ and cur/, keyed by base name. A base in both
+// (another tool's link+unlink move, interrupted) counts as in cur/.
+Result<std::unordered_map<std::string, OnDisk>> ScanDirs(Fs& fs, const std::string& maildir) {
+  std::unordered_map<std::string, OnDisk> found;
+  for (MaildirDir d : {MaildirDir::kNew, MaildirDir::kCur}) {
+    HF_ASSIGN_OR_RETURN(auto names, fs.ReadDir(JoinPath(maildir, SubdirName(d))));
+    for (auto& n : names) {
+      auto parsed = ParseMaildirName(n);
+      if (!parsed) continue;
+      found[parsed->base] = OnDisk{d, std::move(n)};
+    }
+  }
+  return found;
+}
+
+struct FileDigest {
+  uint64_t size = 0;
+  uint64_t vsize = 0;
+  std::array<uint8_t, 32> sha256{};
+};
+
+Result<FileDigest> DigestFile(Fs& fs, const std::string& path) {
+  HF_ASSIGN_OR_RETURN(auto file, fs.OpenRead(path));
+  FileDigest d;
+  Sha256 sha;
+  std::string buf(kReadChunk, '\0');
+  bool last_cr = false;
+  for (;;) {
+    HF_ASSIGN_OR_RETURN(size_t n, file->ReadAt(d.size, buf.data(), buf.size()));
+    if (n == 0) break;
+    std::string_view chunk(buf.data(), n);
+    sha.Update(chunk);
+    for (char c : chunk) {
+      if (c == '\n' && !last_cr) ++d.vsize;
+      last_cr = (c == '\r');
+    }
+    d.size += n;
+  }
+  d.vsize += d.size;
+  d.sha256 = sha.Finish();
+  return d;
+}
+
+IndexRecord MoveRecord(uint32_t uid, const OnDisk& where) {
+  IndexRecord r;
+  r.type = RecordType::kMove;
+  r.uid = uid;
+  r.entry.dir = where.dir;
+  r.entry.name = where.name;
+  return r;
+}
+
+IndexRecord GoneRecord(const IndexEntry& e, GoneReason why) {
+  IndexRecord r;
+  r.type = RecordType::kGone;
+  r.uid = e.uid;
+  r.id = e.id;
+  r.reason = why;
+  return r;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- Delivery
+
+Delivery::Delivery(Mailbox* box, MessageId id, std::string tmp_name, std::unique_ptr<File> file)
+    : box_(box), id_(id), tmp_name_(std::move(tmp_name)), file_(std::move(file)) {}
+
+Delivery::~Delivery() { Abort(); }
+
+Status Delivery::Write(std::string_view chunk) {
+  if (done_) return Status::Invalid("delivery already finished");
+  Status s = file_->Append(chunk);
+  if (!s.ok()) {
+    Abort();
+    return s;
+  }
+  sha_.Update(chunk);
+  for (char c : chunk) {
+    if (c == '\n' && !last_was_cr_) ++bare_lf_;
+    last_was_cr_ = (c == '\r');
+  }
+  size_ += chunk.size();
+  return Status::Ok();
+}
+
+Result<DeliveredMessage> Delivery::Commit() {
+  if (done_) return Status::Invalid("delivery already finished");
+  auto r = box_->CommitDelivery(*this);
+  if (!r.ok()) Abort();
+  done_ = true;
+  file_.reset();
+  return r;
+}
+
+void Delivery::Abort() {
+  if (done_) return;
+  done_ = true;
+  file_.reset();
+  // Best effort: if this unlink is lost, recovery removes the leftover.
+  (void)box_->fs_.Unlink(box_->Path("tmp/" + tmp_name_));
+}
+
+// ----------------------------------------------------------------- Mailbox
+
+Mailbox::Mailbox(Fs& fs, std::string dir, MailboxOptions opts)
+    : fs_(fs), dir_(std::move(dir)), opts_(std::move(opts)) {}
+
+Status Mailbox::Create(Fs& fs, const std::string& dir) {
+  bool made = false;
+  Status s = fs.MkDir(dir, 0700);
+  if (s.ok()) made = true;
+  else if (s.kind() != Status::Kind::kExists) return s;
+  for (const char* sub : {"tmp", "new", "cur"}) {
+    Status m = fs.MkDir(JoinPath(dir, sub), 0700);
+    if (m.ok()) made = true;
+    else if (m.kind() != Status::Kind::kExists) return m;
+  }
+  if (!made) return Status::Ok();
+  // The subdirectories' names live in dir; dir's name lives in its parent.
+  HF_RETURN_IF_ERROR(fs.SyncDir(dir));
+  return fs.SyncDir(DirName(dir));
+}
+
+Result<std::unique_ptr<Mailbox>> Mailbox::Open(Fs& fs, const std::string& dir, MailboxOptions opts) {
+  for (const char* sub : {"tmp", "new", "cur"}) {
+    auto info = fs.Stat(JoinPath(dir, sub));
+    if (!info.ok()) return Status::NotFound(dir + " is not a Maildir: " + info.status().message());
+    if (!info->is_dir) return Status::Invalid(JoinPath(dir, sub) + " is not a directory");
+  }
+  std::unique_ptr<Mailbox> box(new Mailbox(fs, dir, std::move(opts)));
+  HF_ASSIGN_OR_RETURN(Lock lock, box->LockAndLoad());
+  HF_RETURN_IF_ERROR(box->RecoverTmp());
+  HF_RETURN_IF_ERROR(box->FinishRequestedExpunges());
+  return box;
+}
+
+Result<Mailbox::Lock> Mailbox::LockAndLoad() {
+  HF_ASSIGN_OR_RETURN(Lock lock, fs_.LockFile(Path(kLockFile), opts_.lock_timeout));
+  HF_RETURN_IF_ERROR(LoadJournal());
+  return lock;
+}
+
+// Catches state_ up with the journal; repairs a torn tail, rebuilds a
+// missing or damaged journal. Caller holds the lock, so no one is appending.
+Status Mailbox::LoadJournal() {
+  const std::string path = Path(kIndexFile);
+  auto info = fs_.Stat(path);
+  if (!info.ok() && info.status().kind() == Status::Kind::kNotFound) {
+    return RebuildFrom(MailboxIndex(), journal_inode_ == 0 && state_.live().empty()
+                                           ? "no index yet: built from the Maildir"
+                                           : "index file missing: rebuilt from the Maildir");
+  }
+  if (!info.ok()) return info.status();
+  if (info->inode != journal_inode_ || info->size < journal_offset_) {
+    // Another process compacted or rebuilt it: start over from the new file.
+    HF_ASSIGN_OR_RETURN(journal_, fs_.OpenAppend(path));
+    journal_inode_ = info->inode;
+    journal_offset_ = 0;
+    state_ = MailboxIndex();
+  }
+  if (info->size == journal_offset_) return Status::Ok();
+
+  std::string tail(info->size - journal_offset_, '\0');
+  HF_ASSIGN_OR_RETURN(size_t n, journal_->ReadAt(journal_offset_, tail.data(), tail.size()));
+  tail.resize(n);
+  ParsedLog parsed = ParseRecordLog(tail);
+  for (const LogRecord& rec : parsed.records) {
+    auto r = IndexRecord::Decode(rec.type, rec.payload);
+    Status s = r.ok() ? state_.Apply(*r) : r.status();
+    if (!s.ok()) return RebuildFrom(state_, "index record at offset " +
+                                                std::to_string(journal_offset_ + rec.offset) + " is bad (" +
+                                                s.message() + "): rebuilt");
+  }
+  if (parsed.tail == ParsedLog::Tail::kCorrupt) {
+    MailboxIndex salvaged = state_;
+    for (const LogRecord& rec : parsed.salvaged) {
+      auto r = IndexRecord::Decode(rec.type, rec.payload);
+      if (r.ok()) (void)salvaged.Apply(*r);  // keep what still fits
+    }
+    return RebuildFrom(std::move(salvaged), "index damaged at offset " +
+                                                std::to_string(journal_offset_ + parsed.valid_end) + ": rebuilt");
+  }
+  if (!state_.has_header()) return RebuildFrom(MailboxIndex(), "index has no header: rebuilt");
+  journal_offset_ += parsed.valid_end;
+  if (parsed.tail == ParsedLog::Tail::kTorn) {
+    // The last append was cut by a crash: it was never acknowledged.
+    HF_RETURN_IF_ERROR(journal_->Truncate(journal_offset_));
+    HF_RETURN_IF_ERROR(journal_->SyncData());
+    recovery_log_.push_back("dropped a torn index tail of " + std::to_string(n - parsed.valid_end) + " bytes");
+  }
+  return Status::Ok();
+}
+
+Status Mailbox::RebuildFrom(MailboxIndex salvaged, const std::string& why) {
+  if (!salvaged.has_header()) {
+    // A new UIDVALIDITY: nothing proves the old UIDs' meaning survived.
+    IndexRecord h;
+    h.type = RecordType::kHeader;
+    h.uidvalidity = static_cast<uint32_t>(std::max<int64_t>(1, NowMs() / 1000));
+    MailboxIndex fresh;
+    HF_RETURN_IF_ERROR(fresh.Apply(h));
+    for (const auto& rec : salvaged.Snapshot(0)) {
+      if (rec.type != RecordType::kHeader) (void)fresh.Apply(rec);
+    }
+    salvaged = std::move(fresh);
+  }
+  std::vector<IndexRecord> changes;
+  HF_RETURN_IF_ERROR(SyncWithDirectory(salvaged, &changes));
+  HF_RETURN_IF_ERROR(WriteNewJournal(salvaged));
+  state_ = std::move(salvaged);
+  recovery_log_.push_back(why + " (" + std::to_string(state_.live().size()) + " messages)");
+  return Status::Ok();
+}
+
+// Writes `state` as a fresh journal and renames it over the old one: after a
+// crash either the old or the new journal is there, whole.
+Status Mailbox::WriteNewJournal(const MailboxIndex& state) {
+  const std::string tmp = Path(std::string(kIndexFile) + ".new");
+  Status s = fs_.Unlink(tmp);  // a leftover of an interrupted rewrite; we hold the lock
+  if (!s.ok() && s.kind() != Status::Kind::kNotFound) return s;
+  std::string bytes;
+  for (const auto& rec : state.Snapshot(static_cast<uint64_t>(NowMs()))) bytes += rec.Encode();
+  {
+    HF_ASSIGN_OR_RETURN(auto file, fs_.CreateExclusive(tmp, 0600));
+    HF_RETURN_IF_ERROR(file->Append(bytes));
+    HF_RETURN_IF_ERROR(file->SyncData());
+  }
+  HF_RETURN_IF_ERROR(fs_.Rename(tmp, Path(kIndexFile)));
+  HF_RETURN_IF_ERROR(fs_.SyncDir(dir_));
+  HF_ASSIGN_OR_RETURN(journal_, fs_.OpenAppend(Path(kIndexFile)));
+  HF_ASSIGN_OR_RETURN(FileInfo info, fs_.Stat(Path(kIndexFile)));
+  journal_inode_ = info.inode;
+  journal_offset_ = bytes.size();
+  return Status::Ok();
+}
+
+Status Mailbox::Log(const std::vector<IndexRecord>& records, bool sync) {
+  if (records.empty()) return sync ? journal_->SyncData() : Status::Ok();
+  std::string bytes;
+  for (const auto& r : records) bytes += r.Encode();
+  Status s = journal_->Append(bytes);
+  if (!s.ok()) {
+    // Whatever part landed is a torn tail; force a full reload next time.
+    journal_inode_ = 0;
+    return s;
+  }
+  journal_offset_ += bytes.size();
+  for (const auto& r : records) HF_RETURN_IF_ERROR(state_.Apply(r));
+  return sync ? journal_->SyncData() : Status::Ok();
+}
+
+// Brings `state` in step with new/ and cur/: renames and flag changes by
+// other tools become kMove, files removed by them kGone, files the index does
+// not know kAdd. Records are applied to `state` and returned in `changes`.
+Status Mailbox::SyncWithDirectory(MailboxIndex& state, std::vector<IndexRecord>* changes) {
+  auto emit = [&](IndexRecord r) -> Status {
+    HF_RETURN_IF_ERROR(state.Apply(r));
+    changes->push_back(std::move(r));
+    return Status::Ok();
+  };
+  HF_ASSIGN_OR_RETURN(auto found, ScanDirs(fs_, dir_));
+
+  std::vector<uint32_t> missing;
+  std::vector<std::pair<uint32_t, OnDisk>> moved;
+  for (const auto& [uid, e] : state.live()) {
+    auto it = found.find(e.Base());
+    if (it == found.end()) {
+      if (!e.expunge_requested) missing.push_back(uid);
+      continue;
+    }
+    if (it->second.dir != e.dir || it->second.name != e.name) moved.emplace_back(uid, it->second);
+    found.erase(it);
+  }
+  // A rename racing with readdir can hide a file from one pass; look again
+  // before believing it is gone.
+  for (int pass = 0; pass < kMissingRetries && !missing.empty(); ++pass) {
+    HF_ASSIGN_OR_RETURN(auto again, ScanDirs(fs_, dir_));
+    std::vector<uint32_t> still;
+    for (uint32_t uid : missing) {
+      const IndexEntry& e = *state.FindUid(uid);
+      auto it = again.find(e.Base());
+      if (it == again.end()) {
+        still.push_back(uid);
+        continue;
+      }
+      if (it->second.dir != e.dir || it->second.name != e.name) moved.emplace_back(uid, it->second);
+    }
+    missing.swap(still);
+  }
+  for (auto& [uid, where] : moved) HF_RETURN_IF_ERROR(emit(MoveRecord(uid, where)));
+  for (uint32_t uid : missing) HF_RETURN_IF_ERROR(emit(GoneRecord(*state.FindUid(uid), GoneReason::kVanished)));
+
+  // Files the index does not know. holdfast's own names carry their UID:
+  // keep it when it is above every UID ever handed out (index lost or behind).
+  struct Newcomer {
+    MaildirName parsed;
+    OnDisk where;
+  };
+  std::vector<Newcomer> newcomers;
+  for (auto& [base, where] : found) newcomers.push_back({*ParseMaildirName(where.name), where});
+  std::sort(newcomers.begin(), newcomers.end(), [](const Newcomer& a, const Newcomer& b) {
+    uint32_t ua = a.parsed.uid.value_or(UINT32_MAX), ub = b.parsed.uid.value_or(UINT32_MAX);
+    return ua != ub ? ua < ub : a.parsed.base < b.parsed.base;
+  });
+  for (const Newcomer& n : newcomers) {
+    const std::string path = JoinPath(JoinPath(dir_, SubdirName(n.where.dir)), n.where.name);
+    auto digest = DigestFile(fs_, path);
+    if (!digest.ok()) {
+      if (digest.status().kind() == Status::Kind::kNotFound) continue;  // moved meanwhile: next sync
+      return digest.status();
+    }
+    IndexRecord add;
+    add.type = RecordType::kAdd;
+    IndexEntry& e = add.entry;
+    auto gone = state.GoneBase(n.parsed.base);
+    if (gone && gone->second == GoneReason::kVanished) e.uid = gone->first;  // it came back
+    else if (n.parsed.uid && *n.parsed.uid >= std::max(state.uid_next(), uid_floor_ + 1)) e.uid = *n.parsed.uid;
+    else e.uid = std::max(state.uid_next(), uid_floor_ + 1);
+    e.id = n.parsed.Identity();
+    e.dir = n.where.dir;
+    e.name = n.where.name;
+    e.size = digest->size;
+    e.vsize = digest->vsize;
+    e.sha256 = digest->sha256;
+    add.uid = e.uid;
+    HF_RETURN_IF_ERROR(emit(std::move(add)));
+  }
+  return Status::Ok();
+}
+
+// tmp/ holds only messages that were never acknowledged: a file no live
+// writer holds locked is a crash leftover and is removed (rolled back).
+Status Mailbox::RecoverTmp() {
+  const std::string tmp = Path("tmp");
+  HF_ASSIGN_OR_RETURN(auto names, fs_.ReadDir(tmp));
+  const int64_t now_ns = NowMs() * 1000000;
+  bool removed = false;
+  for (const auto& name : names) {
+    const std::string p = JoinPath(tmp, name);
+    auto info = fs_.Stat(p);
+    if (!info.ok() || info->is_dir || now_ns - info->mtime_ns < kTmpGraceNs) continue;
+    {
+      auto file = fs_.OpenRead(p);
+      if (!file.ok()) continue;
+      Status lock = (*file)->TryLockExclusive();
+      if (lock.kind() == Status::Kind::kBusy) continue;  // a live delivery
+      HF_RETURN_IF_ERROR(lock);
+    }
+    Status s = fs_.Unlink(p);
+    if (!s.ok() && s.kind() != Status::Kind::kNotFound) return s;
+    removed = true;
+    recovery_log_.push_back("removed unfinished delivery tmp/" + name);
+  }
+  if (removed) HF_RETURN_IF_ERROR(fs_.SyncDir(tmp));
+  return Status::Ok();
+}
+
+// Unlinks the files of `uids` (each checked against its identity by base
+// name) and makes the removals durable. Missing files are already gone.
+Status Mailbox::RemoveFiles(const std::vector<uint32_t>& uids) {
+  bool touched[2] = {false, false};
+  std::optional<std::unordered_map<std::string, OnDisk>> rescan;
+  for (uint32_t uid : uids) {
+    const IndexEntry& e = *state_.FindUid(uid);
+    Status s = fs_.Unlink(e.Path(dir_));
+    MaildirDir dir = e.dir;
+    if (s.kind() == Status::Kind::kNotFound) {
+      // Renamed by another tool since the last sync: find it by base name,
+      // which is unique to this message (its MessageId is in it).
+      if (!rescan) {
+        HF_ASSIGN_OR_RETURN(auto found, ScanDirs(fs_, dir_));
+        rescan = std::move(found);
+      }
+      auto it = rescan->find(e.Base());
+      if (it == rescan->end()) continue;
+      dir = it->second.dir;
+      s = fs_.Unlink(JoinPath(JoinPath(dir_, SubdirName(dir)), it->second.name));
+      if (s.kind() == Status::Kind::kNotFound) continue;
+    }
+    HF_RETURN_IF_ERROR(s);
+    touched[static_cast<int>(dir)] = true;
+  }
+  for (MaildirDir d : {MaildirDir::kNew, MaildirDir::kCur}) {
+    if (touched[static_cast<int>(d)]) HF_RETURN_IF_ERROR(fs_.SyncDir(Path(SubdirName(d))));
+  }
+  return Status::Ok();
+}
+
+Status Mailbox::FinishRequestedExpunges() {
+  std::vector<uint32_t> uids;
+  std::vector<IndexRecord> gone;
+  for (const auto& [uid, e] : state_.live()) {
+    if (!e.expunge_requested) continue;
+    uids.push_back(uid);
+    gone.push_back(GoneRecord(e, GoneReason::kExpunged));
+  }
+  if (uids.empty()) return Status::Ok();
+  HF_RETURN_IF_ERROR(RemoveFiles(uids));
+  HF_RETURN_IF_ERROR(Log(gone, true));
+  recovery_log_.push_back("finished " + std::to_string(uids.size()) + " requested expunge(s)");
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Delivery>> Mailbox::BeginDelivery() {
+  MessageId id = MessageId::Generate();
+  std::string name = TmpName(static_cast<int64_t>(id.UnixMillis() / 1000), id, opts_.hostname);
+  HF_ASSIGN_OR_RETURN(auto file, fs_.CreateExclusive(Path("tmp/" + name), 0600));
+  // Held until the Delivery ends: tells recovery this file is not a leftover.
+  HF_RETURN_IF_ERROR(file->TryLockExclusive());
+  return std::unique_ptr<Delivery>(new Delivery(this, id, std::move(name), std::move(file)));
+}
+
+Result<DeliveredMessage> Mailbox::CommitDelivery(Delivery& d) {
+  HF_RETURN_IF_ERROR(d.file_->SyncData());
+  DeliveredMessage out;
+  {
+    HF_ASSIGN_OR_RETURN(Lock lock, LockAndLoad());
+    // Assigned and renamed under the lock, so UIDs reach new/ in order.
+    out.uid = std::max(state_.uid_next(), uid_floor_ + 1);
+    out.id = d.id_;
+    out.size = d.size_;
+    out.name = FinalName(d.tmp_name_, d.size_, d.size_ + d.bare_lf_, out.uid);
+    HF_RETURN_IF_ERROR(fs_.Rename(Path("tmp/" + d.tmp_name_), Path("new/" + out.name)));
+    uid_floor_ = out.uid;
+    IndexRecord add;
+    add.type = RecordType::kAdd;
+    add.uid = out.uid;
+    add.entry.uid = out.uid;
+    add.entry.id = d.id_;
+    add.entry.dir = MaildirDir::kNew;
+    add.entry.name = out.name;
+    add.entry.size = d.size_;
+    add.entry.vsize = d.size_ + d.bare_lf_;
+    add.entry.sha256 = d.sha_.Finish();
+    // The index is a cache of the directory: if this append is lost, the
+    // next sync adopts the file with the UID in its name. So no fdatasync.
+    (void)Log({add}, false);
+  }
+  d.done_ = true;  // the file is in new/ now: nothing to remove on failure
+  HF_RETURN_IF_ERROR(fs_.SyncDir(Path("new")));
+  return out;
+}
+
+Result<std::vector<IndexEntry>> Mailbox::List() {
+  HF_ASSIGN_OR_RETURN(Lock lock, LockAndLoad());
+  std::vector<IndexRecord> changes;
+  MailboxIndex next = state_;
+  HF_RETURN_IF_ERROR(SyncWithDirectory(next, &changes));
+  // Synced before anyone sees these UIDs, so a crash cannot hand them out again.
+  HF_RETURN_IF_ERROR(Log(changes, true));
+  // Compact when the journal is mostly history.
+  if (journal_offset_ > (64u << 10) && journal_offset_ > 4 * 160 * (state_.live().size() + 1)) {
+    HF_RETURN_IF_ERROR(WriteNewJournal(state_));
+  }
+  std::vector<IndexEntry> out;
+  out.reserve(state_.live().size());
+  for (const auto& [uid, e] : state_.live()) {
+    if (!e.expunge_requested) out.push_back(e);
+  }
+  return out;
+}
+
+Status Mailbox::Expunge(const std::vector<ExpungeTarget>& targets) {
+  HF_ASSIGN_OR_RETURN(Lock lock, LockAndLoad());
+  std::vector<IndexRecord> requests, gone;
+  std::vector<uint32_t> uids;
+  for (const ExpungeTarget& t : targets) {
+    const IndexEntry* e = state_.FindUid(t.uid);
+    if (e == nullptr) continue;  // already gone: expunging twice is harmless
+    if (e->id != t.id) {
+      return Status::Invalid("uid " + std::to_string(t.uid) + " is message " + e->id.ToString() + ", not " +
+                             t.id.ToString() + ": nothing expunged");
+    }
+    if (std::find(uids.begin(), uids.end(), t.uid) != uids.end()) continue;
+    IndexRecord r;
+    r.type = RecordType::kExpungeRequest;
+    r.uid = t.uid;
+    r.id = t.id;
+    requests.push_back(r);
+    gone.push_back(GoneRecord(*e, GoneReason::kExpunged));
+    uids.push_back(t.uid);
+  }
+  if (uids.empty()) return Status::Ok();
+  HF_RETURN_IF_ERROR(Log(requests, true));  // state 1: requested, durable
+  HF_RETURN_IF_ERROR(RemoveFiles(uids));
+  return Log(gone, true);                   // state 2: gone, durable
+}
+
+Status Mailbox::Rebuild() {
+  HF_ASSIGN_OR_RETURN(Lock lock, LockAndLoad());
+  MailboxIndex keep;
+  // Keep the header, UIDs and pending expunges; drop everything derived.
+  for (const auto& rec : state_.Snapshot(0)) (void)keep.Apply(rec);
+  return RebuildFrom(std::move(keep), "index rebuilt on request");
+}
+
+Result<FsckReport> Mailbox::Fsck(bool repair, const std::function<void(size_t, size_t)>& progress) {
+  FsckReport report;
+  report.repairs = recovery_log_;
+  HF_ASSIGN_OR_RETURN(Lock lock, LockAndLoad());
+  for (size_t i = report.repairs.size(); i < recovery_log_.size(); ++i) report.repairs.push_back(recovery_log_[i]);
+  std::vector<IndexRecord> changes;
+  MailboxIndex next = state_;
+  HF_RETURN_IF_ERROR(SyncWithDirectory(next, &changes));
+  for (const auto& c : changes) {
+    if (c.type == RecordType::kAdd) report.repairs.push_back("indexed " + c.entry.name + " as uid " + std::to_string(c.uid));
+    if (c.type == RecordType::kGone) report.repairs.push_back("uid " + std::to_string(c.uid) + " no longer on disk");
+  }
+  HF_RETURN_IF_ERROR(Log(changes, true));
+
+  std::vector<IndexEntry> entries;
+  for (const auto& [uid, e] : state_.live()) entries.push_back(e);
+  std::vector<IndexRecord> set_aside;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (progress) progress(i, entries.size());
+    const IndexEntry& e = entries[i];
+    ++report.messages_checked;
+    auto digest = DigestFile(fs_, e.Path(dir_));
+    if (!digest.ok()) {
+      report.problems.push_back("uid " + std::to_string(e.uid) + " " + e.name + ": " + digest.status().ToString());
+      continue;
+    }
+    if (digest->size == e.size && digest->sha256 == e.sha256) continue;
+    std::string what = "uid " + std::to_string(e.uid) + " " + e.name + ": " +
+                       (digest->size != e.size ? "size " + std::to_string(digest->size) + ", index says " +
+                                                     std::to_string(e.size)
+                                               : std::string("checksum mismatch"));
+    if (!repair) {
+      report.problems.push_back(what);
+      ++report.damaged_remaining;
+      continue;
+    }
+    // Set aside, never deleted: an operator may still want the bytes.
+    HF_RETURN_IF_ERROR(fs_.EnsureDir(Path(kDamagedDir)));
+    HF_RETURN_IF_ERROR(fs_.Rename(e.Path(dir_), Path(std::string(kDamagedDir) + "/" + e.name)));
+    HF_RETURN_IF_ERROR(fs_.SyncDir(Path(kDamagedDir)));
+    HF_RETURN_IF_ERROR(fs_.SyncDir(Path(SubdirName(e.dir))));
+    HF_RETURN_IF_ERROR(fs_.SyncDir(dir_));
+    set_aside.push_back(GoneRecord(e, GoneReason::kDamaged));
+    report.repairs.push_back(what + ": moved to " + kDamagedDir + "/");
+  }
+  if (progress) progress(entries.size(), entries.size());
+  HF_RETURN_IF_ERROR(Log(set_aside, true));
+  return report;
+}
+
+}  // namespace holdfast

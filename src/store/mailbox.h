@@ -1,0 +1,146 @@
+// Mailbox: one user's Maildir and its index -- the store every other layer
+// (deliver, LMTP, POP3, fsck) goes through. Layout, formats and the crash
+// reasoning: docs/storage.md.
+//
+// Promises (MISSION.md):
+//  - A Delivery is durable before Commit() returns, and whole or invisible
+//    at every instant: written in tmp/, fdatasync'ed, renamed into new/,
+//    new/ fsync'ed (seed 001).
+//  - UIDs only grow and are never reused; listings come from the index, kept
+//    in step with other Maildir tools' renames without losing a message to a
+//    readdir race (seed 004).
+//  - Expunge is identity-checked and two durable states, requested then
+//    gone; repeating it is harmless (seed 000).
+//  - Open() finishes or rolls back whatever a crash interrupted before
+//    anything else runs (seed 002).
+// All methods take the mailbox lock (flock on holdfast.lock) as needed; one
+// Mailbox object is not thread-safe, several processes may share a Maildir.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/message_id.h"
+#include "fs/fs.h"
+#include "store/mailbox_index.h"
+#include "util/checksum.h"
+
+namespace holdfast {
+
+struct MailboxOptions {
+  std::string hostname = "localhost";
+  std::chrono::milliseconds lock_timeout{30000};
+};
+
+struct DeliveredMessage {
+  uint32_t uid = 0;
+  MessageId id;
+  std::string name;  // file name in new/
+  uint64_t size = 0;
+};
+
+class Mailbox;
+
+// A message being written into tmp/. Dropping it uncommitted removes the
+// file; a crash leaves it to the next Open() to remove.
+class Delivery {
+ public:
+  ~Delivery();
+  Delivery(const Delivery&) = delete;
+  Delivery& operator=(const Delivery&) = delete;
+
+  Status Write(std::string_view chunk);
+  // Durable and visible when this returns ok; the Delivery is done either way.
+  Result<DeliveredMessage> Commit();
+  const MessageId& id() const { return id_; }
+  uint64_t size() const { return size_; }
+
+ private:
+  friend class Mailbox;
+  Delivery(Mailbox* box, MessageId id, std::string tmp_name, std::unique_ptr<File> file);
+  void Abort();
+
+  Mailbox* box_;
+  MessageId id_;
+  std::string tmp_name_;
+  std::unique_ptr<File> file_;
+  uint64_t size_ = 0;
+  uint64_t bare_lf_ = 0;
+  bool last_was_cr_ = false;
+  Sha256 sha_;
+  bool done_ = false;
+};
+
+struct ExpungeTarget {
+  uint32_t uid;
+  MessageId id;  // must match the message that has this uid
+};
+
+struct FsckReport {
+  size_t messages_checked = 0;
+  std::vector<std::string> problems;  // one line each, human readable
+  std::vector<std::string> repairs;   // what recovery or --repair did
+  size_t damaged_remaining = 0;       // checksum/size mismatches not set aside
+  bool clean() const { return problems.empty(); }
+};
+
+class Mailbox {
+ public:
+  static constexpr const char* kIndexFile = "holdfast.index";
+  static constexpr const char* kLockFile = "holdfast.lock";
+  static constexpr const char* kDamagedDir = "holdfast-damaged";
+
+  // Makes `dir` a Maildir (dir, tmp/, new/, cur/) if it is not one yet, durably.
+  static Status Create(Fs& fs, const std::string& dir);
+  // Opens an existing Maildir and runs recovery.
+  static Result<std::unique_ptr<Mailbox>> Open(Fs& fs, const std::string& dir, MailboxOptions opts);
+
+  Result<std::unique_ptr<Delivery>> BeginDelivery();
+  // Every message, by UID, after catching up with the directory.
+  Result<std::vector<IndexEntry>> List();
+  // All-or-nothing identity check first; then requested (durable), files
+  // removed (durable), gone (durable). Unknown or already-gone UIDs are skipped.
+  Status Expunge(const std::vector<ExpungeTarget>& targets);
+  // Verifies every message against its size and checksum; with `repair`,
+  // moves damaged ones into holdfast-damaged/ (never deletes).
+  Result<FsckReport> Fsck(bool repair, const std::function<void(size_t, size_t)>& progress = {});
+  // Throws the index away and rebuilds it from the files (keeping UIDs).
+  Status Rebuild();
+
+  uint32_t uidvalidity() const { return state_.uidvalidity(); }
+  const std::string& dir() const { return dir_; }
+  // What the last recovery did, one line each (for logs and fsck).
+  const std::vector<std::string>& recovery_log() const { return recovery_log_; }
+
+ private:
+  friend class Delivery;
+  Mailbox(Fs& fs, std::string dir, MailboxOptions opts);
+
+  using Lock = std::unique_ptr<FileLock>;
+  Result<Lock> LockAndLoad();
+  Status LoadJournal();
+  Status RebuildFrom(MailboxIndex salvaged, const std::string& why);
+  Status WriteNewJournal(const MailboxIndex& state);
+  Status Log(const std::vector<IndexRecord>& records, bool sync);
+  Status SyncWithDirectory(MailboxIndex& state, std::vector<IndexRecord>* changes);
+  Status RecoverTmp();
+  Status RemoveFiles(const std::vector<uint32_t>& uids);
+  Status FinishRequestedExpunges();
+  Result<DeliveredMessage> CommitDelivery(Delivery& d);
+  std::string Path(std::string_view rel) const { return JoinPath(dir_, rel); }
+
+  Fs& fs_;
+  std::string dir_;
+  MailboxOptions opts_;
+  MailboxIndex state_;
+  std::unique_ptr<File> journal_;
+  uint64_t journal_inode_ = 0;
+  uint64_t journal_offset_ = 0;  // bytes of the journal applied to state_
+  uint32_t uid_floor_ = 0;       // highest uid this process handed out
+  std::vector<std::string> recovery_log_;
+};
+
+}  // namespace holdfast

@@ -1,0 +1,99 @@
+// The mailbox index: what holdfast knows about one Maildir, rebuilt in
+// memory from the records of its journal file `holdfast.index`
+// (docs/storage.md, "Mailbox index"). It assigns UIDs, which only grow and
+// are never reused, and remembers each message's identity, size and
+// checksum. Listings come from here, never from one bare readdir (seed 004).
+//
+// This file knows the records and how they change the state; mailbox.h
+// decides when to write them.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/message_id.h"
+#include "util/status.h"
+
+namespace holdfast {
+
+enum class MaildirDir : uint8_t { kNew = 0, kCur = 1 };
+const char* SubdirName(MaildirDir d);
+
+// Why a message left the listing.
+enum class GoneReason : uint8_t {
+  kExpunged = 0,    // holdfast's own identity-checked expunge finished
+  kVanished = 1,    // another tool removed the file
+  kDamaged = 2,     // fsck --repair moved it aside
+};
+
+struct IndexEntry {
+  uint32_t uid = 0;
+  MessageId id;
+  MaildirDir dir = MaildirDir::kNew;
+  std::string name;                // current file name within dir
+  uint64_t size = 0;               // bytes on disk
+  uint64_t vsize = 0;              // size with every bare LF as CRLF
+  std::array<uint8_t, 32> sha256{};
+  bool expunge_requested = false;  // durable intent; recovery finishes it
+  std::string Path(const std::string& maildir) const;
+  std::string Base() const;        // name up to ':'
+  std::string Flags() const;       // letters after ":2,"
+};
+
+enum class RecordType : uint8_t {
+  kHeader = 1,          // version u32, uidvalidity u32, created_ms u64
+  kAdd = 2,             // uid, id, dir, name, size, vsize, sha256
+  kMove = 3,            // uid, dir, name (renamed by a Maildir tool)
+  kExpungeRequest = 4,  // uid, id
+  kGone = 5,            // uid, id, reason
+  kUidNext = 6,         // next uid (written by compaction and rebuild)
+};
+
+struct IndexRecord {
+  RecordType type = RecordType::kHeader;
+  uint32_t uid = 0;
+  uint32_t uidvalidity = 0;
+  uint64_t created_ms = 0;
+  IndexEntry entry;  // kAdd (all fields), kMove (dir, name)
+  MessageId id;      // kExpungeRequest, kGone
+  GoneReason reason = GoneReason::kExpunged;
+
+  std::string Encode() const;  // one framed record, ready to append
+  static Result<IndexRecord> Decode(uint8_t type, std::string_view payload);
+};
+
+class MailboxIndex {
+ public:
+  static constexpr uint32_t kVersion = 1;
+
+  // Applies one record. Records that contradict the state (a uid used twice,
+  // a move of an unknown uid) are refused with kCorrupt.
+  Status Apply(const IndexRecord& r);
+
+  bool has_header() const { return uidvalidity_ != 0; }
+  uint32_t uidvalidity() const { return uidvalidity_; }
+  uint32_t uid_next() const { return uid_next_; }
+  const std::map<uint32_t, IndexEntry>& live() const { return live_; }
+  const IndexEntry* FindUid(uint32_t uid) const;
+  const IndexEntry* FindBase(const std::string& base) const;
+  // Base names of messages that left the listing, and why (resurrection rules).
+  std::optional<std::pair<uint32_t, GoneReason>> GoneBase(const std::string& base) const;
+  bool UidEverUsed(uint32_t uid) const { return uid < uid_next_ && uid != 0; }
+
+  // The records that recreate this state in a fresh journal (compaction).
+  std::vector<IndexRecord> Snapshot(uint64_t created_ms) const;
+
+ private:
+  uint32_t uidvalidity_ = 0;
+  uint32_t uid_next_ = 1;
+  std::map<uint32_t, IndexEntry> live_;
+  std::unordered_map<std::string, uint32_t> base_to_uid_;
+  std::unordered_map<std::string, std::pair<uint32_t, GoneReason>> gone_;
+};
+
+}  // namespace holdfast
