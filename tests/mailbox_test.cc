@@ -1,0 +1,215 @@
+// Functional tests of the mailbox store (crash behaviour: mailbox_crash_test).
+#include "store/mailbox.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "crash_harness.h"
+#include "store/maildir_name.h"
+
+namespace holdfast::testing {
+namespace {
+
+std::unique_ptr<Mailbox> OpenBox(Fs& fs) {
+  auto box = Mailbox::Open(fs, kBox, TestOptions());
+  EXPECT_TRUE(box.ok()) << box.status().ToString();
+  return box.ok() ? std::move(box).value() : nullptr;
+}
+
+DeliveredMessage Put(Mailbox& box, const std::string& bytes) {
+  auto d = box.BeginDelivery();
+  EXPECT_TRUE(d.ok());
+  EXPECT_TRUE((*d)->Write(bytes.substr(0, bytes.size() / 2)).ok());
+  EXPECT_TRUE((*d)->Write(bytes.substr(bytes.size() / 2)).ok());
+  auto done = (*d)->Commit();
+  EXPECT_TRUE(done.ok()) << done.status().ToString();
+  return done.ok() ? *done : DeliveredMessage{};
+}
+
+class MailboxTest : public ::testing::Test {
+ protected:
+  void SetUp() override { MakeBox(fs_); }
+  std::string In(const std::string& sub) { return std::string(kBox) + "/" + sub; }
+  SimFs fs_;
+};
+
+TEST_F(MailboxTest, DeliverStoresBytesExactlyWithGrowingUids) {
+  auto box = OpenBox(fs_);
+  std::string eight_bit = std::string("Subject: \xE2\x9C\x93\n\nNUL\0here\n", 24) + std::string(5000, 'L') + "\n";
+  auto a = Put(*box, "Subject: a\n\nA\n");
+  auto b = Put(*box, eight_bit);
+  auto c = Put(*box, "Subject: c\r\n\r\nC\r\n");
+  EXPECT_EQ(a.uid, 1u);
+  EXPECT_EQ(b.uid, 2u);
+  EXPECT_EQ(c.uid, 3u);
+  auto list = box->List();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 3u);
+  EXPECT_EQ(*fs_.ReadFile((*list)[1].Path(kBox)), eight_bit);
+  EXPECT_EQ((*list)[0].vsize, (*list)[0].size + 3) << "three bare LFs become CRLF";
+  EXPECT_EQ((*list)[2].vsize, (*list)[2].size) << "CRLF message: nothing to add";
+  auto name = ParseMaildirName((*list)[1].name);
+  ASSERT_TRUE(name && name->id && name->uid && name->size);
+  EXPECT_EQ(*name->id, b.id);
+  EXPECT_EQ(*name->uid, 2u);
+  EXPECT_EQ(*name->size, eight_bit.size());
+  EXPECT_TRUE(fs_.ReadDir(In("tmp"))->empty());
+}
+
+TEST_F(MailboxTest, AbandonedDeliveryLeavesNothing) {
+  auto box = OpenBox(fs_);
+  {
+    auto d = box->BeginDelivery();
+    ASSERT_TRUE(d.ok());
+    ASSERT_TRUE((*d)->Write("Subject: never finished\n").ok());
+  }
+  EXPECT_TRUE(fs_.ReadDir(In("tmp"))->empty());
+  EXPECT_TRUE(box->List()->empty());
+}
+
+TEST_F(MailboxTest, DiskFullFailsCleanly) {
+  auto box = OpenBox(fs_);
+  Put(*box, "Subject: fits\n\n.\n");
+  fs_.SetCapacity(4096);
+  auto d = box->BeginDelivery();
+  ASSERT_TRUE(d.ok());
+  Status s = (*d)->Write(std::string(10000, 'x'));
+  EXPECT_EQ(s.error_number(), ENOSPC);
+  EXPECT_TRUE(s.IsTemporary());
+  EXPECT_TRUE(fs_.ReadDir(In("tmp"))->empty()) << "the partial file must be removed";
+  EXPECT_EQ(box->List()->size(), 1u);
+}
+
+TEST_F(MailboxTest, FailedSyncIsNotAcknowledged) {
+  auto box = OpenBox(fs_);
+  auto d = box->BeginDelivery();
+  ASSERT_TRUE((*d)->Write("Subject: x\n\n").ok());
+  fs_.FailNext("syncdata");
+  EXPECT_FALSE((*d)->Commit().ok());
+  EXPECT_TRUE(fs_.ReadDir(In("tmp"))->empty());
+  EXPECT_TRUE(fs_.ReadDir(In("new"))->empty());
+}
+
+TEST_F(MailboxTest, ExpungeChecksIdentityAndIsIdempotent) {
+  auto box = OpenBox(fs_);
+  auto a = Put(*box, "Subject: a\n\n");
+  auto b = Put(*box, "Subject: b\n\n");
+  // Seed 000: a stale request naming uid 1 with another message's id does nothing.
+  Status wrong = box->Expunge({{a.uid, b.id}});
+  EXPECT_EQ(wrong.kind(), Status::Kind::kInvalid);
+  EXPECT_EQ(box->List()->size(), 2u);
+  ASSERT_TRUE(box->Expunge({{a.uid, a.id}}).ok());
+  ASSERT_TRUE(box->Expunge({{a.uid, a.id}}).ok()) << "expunging twice is harmless";
+  auto list = box->List();
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].id, b.id);
+  // The UID is never handed out again.
+  auto c = Put(*box, "Subject: c\n\n");
+  EXPECT_EQ(c.uid, 3u);
+}
+
+TEST_F(MailboxTest, FollowsOtherToolsRenamesFlagsAndDeletions) {
+  auto box = OpenBox(fs_);
+  auto a = Put(*box, "Subject: a\n\n");
+  auto b = Put(*box, "Subject: b\n\n");
+  ASSERT_TRUE(fs_.Rename(In("new/" + a.name), In("cur/" + a.name + ":2,RS")).ok());
+  ASSERT_TRUE(fs_.Unlink(In("new/" + b.name)).ok());
+  auto f = fs_.CreateExclusive(In("new/1700000000.M1P2.elsewhere"));
+  ASSERT_TRUE((*f)->Append("Subject: foreign\n\n").ok());
+  auto list = box->List();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].uid, a.uid);
+  EXPECT_EQ((*list)[0].dir, MaildirDir::kCur);
+  EXPECT_EQ((*list)[0].Flags(), "RS");
+  EXPECT_EQ((*list)[1].uid, 3u) << "foreign mail gets the next UID, b's is not reused";
+  EXPECT_EQ((*list)[1].id, MessageId::ForForeignName("1700000000.M1P2.elsewhere"));
+  // The same state from a fresh process (the journal, not memory).
+  auto again = OpenBox(fs_)->List();
+  ASSERT_EQ(again->size(), 2u);
+  EXPECT_EQ((*again)[0].name, a.name + ":2,RS");
+}
+
+TEST_F(MailboxTest, LostIndexIsRebuiltKeepingUids) {
+  auto box = OpenBox(fs_);
+  Put(*box, "Subject: 1\n\n");
+  auto two = Put(*box, "Subject: 2\n\n");
+  auto three = Put(*box, "Subject: 3\n\n");
+  ASSERT_TRUE(box->Expunge({{1, box->List()->front().id}}).ok());
+  box.reset();
+  ASSERT_TRUE(fs_.Unlink(In(Mailbox::kIndexFile)).ok());
+  auto reopened = OpenBox(fs_);
+  auto list = reopened->List();
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].uid, 2u);
+  EXPECT_EQ((*list)[0].id, two.id);
+  EXPECT_EQ((*list)[1].uid, 3u);
+  EXPECT_EQ((*list)[1].id, three.id);
+  EXPECT_FALSE(reopened->recovery_log().empty());
+  EXPECT_EQ(Put(*reopened, "Subject: 4\n\n").uid, 4u);
+}
+
+TEST_F(MailboxTest, CorruptIndexIsRebuiltKeepingUidsAndUidvalidity) {
+  auto box = OpenBox(fs_);
+  for (int i = 0; i < 5; ++i) Put(*box, "Subject: " + std::to_string(i) + "\n\n");
+  uint32_t validity = box->uidvalidity();
+  box.reset();
+  std::string journal = *fs_.ReadFile(In(Mailbox::kIndexFile));
+  journal[journal.size() / 2] ^= 0x55;  // damage in the middle, not a torn tail
+  ASSERT_TRUE(fs_.Unlink(In(Mailbox::kIndexFile)).ok());
+  ASSERT_TRUE((*fs_.CreateExclusive(In(Mailbox::kIndexFile)))->Append(journal).ok());
+  auto reopened = OpenBox(fs_);
+  auto list = reopened->List();
+  ASSERT_EQ(list->size(), 5u);
+  for (uint32_t i = 0; i < 5; ++i) EXPECT_EQ((*list)[i].uid, i + 1);
+  EXPECT_EQ(reopened->uidvalidity(), validity) << "the header survived: UIDVALIDITY is kept";
+  EXPECT_NE(reopened->recovery_log().front().find("rebuilt"), std::string::npos);
+}
+
+TEST_F(MailboxTest, LiveTmpFileIsNotTakenForALeftover) {
+  auto box = OpenBox(fs_);
+  auto d = box->BeginDelivery();
+  ASSERT_TRUE((*d)->Write("Subject: in flight\n").ok());
+  auto other = OpenBox(fs_);  // another process's recovery runs meanwhile
+  ASSERT_TRUE((*d)->Write("\nbody\n").ok());
+  EXPECT_TRUE((*d)->Commit().ok());
+  EXPECT_EQ(other->List()->size(), 1u);
+}
+
+TEST_F(MailboxTest, FsckFindsAndSetsAsideDamage) {
+  auto box = OpenBox(fs_);
+  Put(*box, "Subject: fine\n\n");
+  auto bad = Put(*box, "Subject: will rot\n\n");
+  ASSERT_TRUE((*fs_.OpenAppend(In("new/" + bad.name)))->Append("!").ok());
+  auto check = box->Fsck(false);
+  ASSERT_TRUE(check.ok());
+  EXPECT_EQ(check->damaged_remaining, 1u);
+  EXPECT_FALSE(check->clean());
+  auto repair = box->Fsck(true);
+  ASSERT_TRUE(repair.ok());
+  EXPECT_EQ(*fs_.ReadFile(In(std::string(Mailbox::kDamagedDir) + "/" + bad.name)), "Subject: will rot\n\n!");
+  EXPECT_TRUE(box->Fsck(false)->clean());
+  EXPECT_EQ(box->List()->size(), 1u);
+}
+
+TEST(MailboxPosix, WorksOnTheRealFileSystem) {
+  auto dir = std::filesystem::temp_directory_path() / ("holdfast-mailbox-test-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::string box_dir = (dir / "alice").string();
+  ASSERT_TRUE(Mailbox::Create(PosixFs(), box_dir).ok());
+  {
+    auto box = Mailbox::Open(PosixFs(), box_dir, TestOptions());
+    ASSERT_TRUE(box.ok());
+    auto m = Put(**box, "Subject: real\n\nbytes\n");
+    EXPECT_EQ(m.uid, 1u);
+    ASSERT_EQ((*box)->List()->size(), 1u);
+    EXPECT_TRUE((*box)->Fsck(false)->clean());
+  }
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace holdfast::testing
