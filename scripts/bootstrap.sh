@@ -8,7 +8,7 @@ PACKAGES=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
   # libraries (see docs/architecture.md for why each one is here)
   libssl-dev libcrypt-dev libcli11-dev libtomlplusplus-dev libfmt-dev
-  libgtest-dev libgmock-dev
+  libgtest-dev libgmock-dev libasio-dev
   # real peers and clients used by the tests and benchmarks
   python3 dovecot-core dovecot-pop3d swaks util-linux
 )

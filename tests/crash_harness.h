@@ -54,12 +54,15 @@ inline std::vector<IndexEntry> CheckInvariants(SimFs& fs, const Outcome& o, cons
     auto maybe = o.maybe.find(id);
     EXPECT_TRUE(acked != o.acked.end() || maybe != o.maybe.end()) << "unknown message listed: " << e.name;
     const std::string& want = acked != o.acked.end() ? acked->second : (maybe != o.maybe.end() ? maybe->second : "");
-    if (bytes.ok()) EXPECT_EQ(*bytes, want) << "partial or altered message " << e.name;
+    if (bytes.ok()) {
+      EXPECT_EQ(*bytes, want) << "partial or altered message " << e.name;
+    }
     EXPECT_EQ(o.expunge_acked.count(id), 0u) << "expunged message came back: " << e.name;
     // UIDs are never reused: a UID handed out before keeps its message.
     auto uid = o.uids_seen.find(e.uid);
-    if (uid != o.uids_seen.end() && (*box)->uidvalidity() == o.uidvalidity)
+    if (uid != o.uids_seen.end() && (*box)->uidvalidity() == o.uidvalidity) {
       EXPECT_EQ(uid->second, id) << "uid " << e.uid << " reused";
+    }
   }
   for (const auto& [id, count] : seen) EXPECT_EQ(count, 1) << "duplicated " << id;
   // Ack => durable: acknowledged and not expunged means present.
@@ -90,6 +93,7 @@ inline void ForEveryCrashPoint(const std::function<void(SimFs&, Outcome&)>& setu
     fs.SetCrashAfter(n);
     op(fs, outcome);
     if (!fs.crashed()) {
+      fs.SetCrashAfter(0);  // disarm: the checks make Fs calls too
       CheckInvariants(fs, outcome, "no crash, " + std::to_string(n - 1) + " ops");
       ASSERT_GT(n, 1u) << "the operation did no Fs call at all";
       return;

@@ -222,7 +222,7 @@ TEST(MailboxCrash, FsckRepairSetsDamageAside) {
     }
     bool crashed = fs.crashed();
     for (const CrashChoice& choice : fs.ChoicesToTest(n, 6, 8)) {
-      auto after = crashed ? fs.AfterCrash(choice) : fs.AfterCrash(CrashChoice{CrashChoice::Mode::kEverything});
+      auto after = crashed ? fs.AfterCrash(choice) : fs.AfterCrash(CrashChoice{CrashChoice::Mode::kEverything, {}, -1});
       auto b = Mailbox::Open(*after, kBox, TestOptions());
       ASSERT_TRUE(b.ok()) << b.status().ToString();
       auto report = (*b)->Fsck(true);

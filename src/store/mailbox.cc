@@ -344,9 +344,13 @@ Status Mailbox::SyncWithDirectory(MailboxIndex& state, std::vector<IndexRecord>*
     add.type = RecordType::kAdd;
     IndexEntry& e = add.entry;
     auto gone = state.GoneBase(n.parsed.base);
-    if (gone && gone->second == GoneReason::kVanished) e.uid = gone->first;  // it came back
-    else if (n.parsed.uid && *n.parsed.uid >= std::max(state.uid_next(), uid_floor_ + 1)) e.uid = *n.parsed.uid;
-    else e.uid = std::max(state.uid_next(), uid_floor_ + 1);
+    if (gone && gone->second == GoneReason::kVanished) {
+      e.uid = gone->first;  // it came back
+    } else if (n.parsed.uid && !state.UidTaken(*n.parsed.uid) && !gone) {
+      e.uid = *n.parsed.uid;  // its own UID: the index lost or never got its Add
+    } else {
+      e.uid = std::max(state.uid_next(), uid_floor_ + 1);
+    }
     e.id = n.parsed.Identity();
     e.dir = n.where.dir;
     e.name = n.where.name;
@@ -432,10 +436,22 @@ Status Mailbox::FinishRequestedExpunges() {
   return Status::Ok();
 }
 
-Result<std::unique_ptr<Delivery>> Mailbox::BeginDelivery() {
-  MessageId id = MessageId::Generate();
+Result<std::unique_ptr<Delivery>> Mailbox::BeginDelivery(std::optional<MessageId> given) {
+  MessageId id = given ? *given : MessageId::Generate();
   std::string name = TmpName(static_cast<int64_t>(id.UnixMillis() / 1000), id, opts_.hostname);
-  HF_ASSIGN_OR_RETURN(auto file, fs_.CreateExclusive(Path("tmp/" + name), 0600));
+  auto created = fs_.CreateExclusive(Path("tmp/" + name), 0600);
+  if (!created.ok() && created.status().kind() == Status::Kind::kExists && given) {
+    // A replay of a delivery that crashed: its tmp file may still be there
+    // (younger than recovery's grace). If no live writer holds it, it is ours.
+    auto old = fs_.OpenRead(Path("tmp/" + name));
+    if (old.ok() && (*old)->TryLockExclusive().ok()) {
+      old->reset();
+      HF_RETURN_IF_ERROR(fs_.Unlink(Path("tmp/" + name)));
+      created = fs_.CreateExclusive(Path("tmp/" + name), 0600);
+    }
+  }
+  if (!created.ok()) return created.status();
+  auto file = std::move(created).value();
   // Held until the Delivery ends: tells recovery this file is not a leftover.
   HF_RETURN_IF_ERROR(file->TryLockExclusive());
   return std::unique_ptr<Delivery>(new Delivery(this, id, std::move(name), std::move(file)));
@@ -472,13 +488,24 @@ Result<DeliveredMessage> Mailbox::CommitDelivery(Delivery& d) {
   return out;
 }
 
+// Caller holds the lock. Synced before anyone sees the UIDs, so a crash
+// cannot hand them out again.
+Status Mailbox::CatchUpWithDirectory(std::vector<IndexRecord>* changes) {
+  MailboxIndex next = state_;
+  HF_RETURN_IF_ERROR(SyncWithDirectory(next, changes));
+  return Log(*changes, true);
+}
+
+Status Mailbox::Refresh() {
+  HF_ASSIGN_OR_RETURN(Lock lock, LockAndLoad());
+  std::vector<IndexRecord> changes;
+  return CatchUpWithDirectory(&changes);
+}
+
 Result<std::vector<IndexEntry>> Mailbox::List() {
   HF_ASSIGN_OR_RETURN(Lock lock, LockAndLoad());
   std::vector<IndexRecord> changes;
-  MailboxIndex next = state_;
-  HF_RETURN_IF_ERROR(SyncWithDirectory(next, &changes));
-  // Synced before anyone sees these UIDs, so a crash cannot hand them out again.
-  HF_RETURN_IF_ERROR(Log(changes, true));
+  HF_RETURN_IF_ERROR(CatchUpWithDirectory(&changes));
   // Compact when the journal is mostly history.
   if (journal_offset_ > (64u << 10) && journal_offset_ > 4 * 160 * (state_.live().size() + 1)) {
     HF_RETURN_IF_ERROR(WriteNewJournal(state_));
@@ -531,13 +558,11 @@ Result<FsckReport> Mailbox::Fsck(bool repair, const std::function<void(size_t, s
   HF_ASSIGN_OR_RETURN(Lock lock, LockAndLoad());
   for (size_t i = report.repairs.size(); i < recovery_log_.size(); ++i) report.repairs.push_back(recovery_log_[i]);
   std::vector<IndexRecord> changes;
-  MailboxIndex next = state_;
-  HF_RETURN_IF_ERROR(SyncWithDirectory(next, &changes));
+  HF_RETURN_IF_ERROR(CatchUpWithDirectory(&changes));
   for (const auto& c : changes) {
     if (c.type == RecordType::kAdd) report.repairs.push_back("indexed " + c.entry.name + " as uid " + std::to_string(c.uid));
     if (c.type == RecordType::kGone) report.repairs.push_back("uid " + std::to_string(c.uid) + " no longer on disk");
   }
-  HF_RETURN_IF_ERROR(Log(changes, true));
 
   std::vector<IndexEntry> entries;
   for (const auto& [uid, e] : state_.live()) entries.push_back(e);

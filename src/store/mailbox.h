@@ -20,6 +20,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -98,7 +99,13 @@ class Mailbox {
   // Opens an existing Maildir and runs recovery.
   static Result<std::unique_ptr<Mailbox>> Open(Fs& fs, const std::string& dir, MailboxOptions opts);
 
-  Result<std::unique_ptr<Delivery>> BeginDelivery();
+  // `id` is given when the message already has one (from the spool), so a
+  // replay can recognise it; otherwise a new one is generated.
+  Result<std::unique_ptr<Delivery>> BeginDelivery(std::optional<MessageId> id = std::nullopt);
+  // Catches up with the journal and the directory, then answers from memory:
+  // whether a message with `id` is in this mailbox or was deleted from it.
+  Status Refresh();
+  bool Knows(const MessageId& id) const { return state_.Knows(id); }
   // Every message, by UID, after catching up with the directory.
   Result<std::vector<IndexEntry>> List();
   // All-or-nothing identity check first; then requested (durable), files
@@ -126,6 +133,7 @@ class Mailbox {
   Status WriteNewJournal(const MailboxIndex& state);
   Status Log(const std::vector<IndexRecord>& records, bool sync);
   Status SyncWithDirectory(MailboxIndex& state, std::vector<IndexRecord>* changes);
+  Status CatchUpWithDirectory(std::vector<IndexRecord>* changes);
   Status RecoverTmp();
   Status RemoveFiles(const std::vector<uint32_t>& uids);
   Status FinishRequestedExpunges();

@@ -44,6 +44,9 @@ std::string IndexRecord::Encode() const {
     case RecordType::kUidNext:
       e.U32(uid);
       break;
+    case RecordType::kTombstone:
+      e.U32(uid).Bytes(id.bytes().data(), 16);
+      break;
   }
   return EncodeRecord(static_cast<uint8_t>(type), e.data());
 }
@@ -107,6 +110,11 @@ Result<IndexRecord> IndexRecord::Decode(uint8_t type, std::string_view payload) 
       r.type = RecordType::kUidNext;
       r.uid = d.U32();
       break;
+    case static_cast<uint8_t>(RecordType::kTombstone):
+      r.type = RecordType::kTombstone;
+      r.uid = d.U32();
+      r.id = read_id();
+      break;
     default:
       return Status::Corrupt("unknown index record type " + std::to_string(type));
   }
@@ -132,6 +140,7 @@ Status MailboxIndex::Apply(const IndexRecord& r) {
       if (base_to_uid_.count(base) != 0) return Status::Corrupt("file " + base + " indexed twice");
       live_[e.uid] = e;
       base_to_uid_[base] = e.uid;
+      live_ids_[e.id] = e.uid;
       gone_.erase(base);
       if (e.uid >= uid_next_) uid_next_ = e.uid + 1;
       return Status::Ok();
@@ -155,12 +164,20 @@ Status MailboxIndex::Apply(const IndexRecord& r) {
         std::string base = it->second.Base();
         base_to_uid_.erase(base);
         gone_[base] = {r.uid, r.reason};
+        live_ids_.erase(it->second.id);
+        tombstones_[it->second.id] = r.uid;
+        retired_uids_.insert(r.uid);
         live_.erase(it);
       }
       return Status::Ok();
     }
     case RecordType::kUidNext:
       if (r.uid > uid_next_) uid_next_ = r.uid;
+      return Status::Ok();
+    case RecordType::kTombstone:
+      tombstones_[r.id] = r.uid;
+      if (r.uid != 0) retired_uids_.insert(r.uid);
+      if (r.uid >= uid_next_) uid_next_ = r.uid + 1;
       return Status::Ok();
   }
   return Status::Corrupt("unknown record");
@@ -193,6 +210,14 @@ std::vector<IndexRecord> MailboxIndex::Snapshot(uint64_t created_ms) const {
   next.type = RecordType::kUidNext;
   next.uid = uid_next_;
   out.push_back(next);
+  for (const auto& [id, uid] : tombstones_) {
+    if (id.UnixMillis() + kTombstoneWindowMs < created_ms || live_ids_.count(id)) continue;
+    IndexRecord t;
+    t.type = RecordType::kTombstone;
+    t.uid = uid;
+    t.id = id;
+    out.push_back(t);
+  }
   for (const auto& [uid, e] : live_) {
     IndexRecord add;
     add.type = RecordType::kAdd;

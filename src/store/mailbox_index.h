@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -52,6 +53,7 @@ enum class RecordType : uint8_t {
   kExpungeRequest = 4,  // uid, id
   kGone = 5,            // uid, id, reason
   kUidNext = 6,         // next uid (written by compaction and rebuild)
+  kTombstone = 7,       // id of a message that was here once (compaction keeps them)
 };
 
 struct IndexRecord {
@@ -60,7 +62,7 @@ struct IndexRecord {
   uint32_t uidvalidity = 0;
   uint64_t created_ms = 0;
   IndexEntry entry;  // kAdd (all fields), kMove (dir, name)
-  MessageId id;      // kExpungeRequest, kGone
+  MessageId id;      // kExpungeRequest, kGone, kTombstone
   GoneReason reason = GoneReason::kExpunged;
 
   std::string Encode() const;  // one framed record, ready to append
@@ -83,10 +85,17 @@ class MailboxIndex {
   const IndexEntry* FindBase(const std::string& base) const;
   // Base names of messages that left the listing, and why (resurrection rules).
   std::optional<std::pair<uint32_t, GoneReason>> GoneBase(const std::string& base) const;
-  bool UidEverUsed(uint32_t uid) const { return uid < uid_next_ && uid != 0; }
+  // Whether `uid` belongs, or belonged, to some message this index knows.
+  bool UidTaken(uint32_t uid) const { return live_.count(uid) != 0 || retired_uids_.count(uid) != 0; }
+  // Whether a message with this id is here or ever was (within the tombstone
+  // window): a replayed delivery must not bring a deleted message back.
+  bool Knows(const MessageId& id) const { return live_ids_.count(id) != 0 || tombstones_.count(id) != 0; }
 
   // The records that recreate this state in a fresh journal (compaction).
+  // Tombstones of ids younger than kTombstoneWindowMs (by the clock in the
+  // id) are kept; older ones cannot still be waiting in a spool.
   std::vector<IndexRecord> Snapshot(uint64_t created_ms) const;
+  static constexpr uint64_t kTombstoneWindowMs = 30ull * 24 * 3600 * 1000;
 
  private:
   uint32_t uidvalidity_ = 0;
@@ -94,6 +103,9 @@ class MailboxIndex {
   std::map<uint32_t, IndexEntry> live_;
   std::unordered_map<std::string, uint32_t> base_to_uid_;
   std::unordered_map<std::string, std::pair<uint32_t, GoneReason>> gone_;
+  std::map<MessageId, uint32_t> live_ids_;
+  std::map<MessageId, uint32_t> tombstones_;  // id -> uid it had (0 if unknown)
+  std::set<uint32_t> retired_uids_;
 };
 
 }  // namespace holdfast

@@ -1,0 +1,215 @@
+#include "config/config.h"
+
+#include <unistd.h>
+
+#include <climits>
+#include <toml++/toml.h>
+#include <variant>
+#include <vector>
+
+namespace holdfast {
+
+namespace {
+
+// --- The key table: adding a key is one line here (plus the struct field
+// and docs/configuration.md). ---
+
+struct IntKey {
+  int64_t& (*field)(Config&);
+  int64_t min, max;
+};
+struct BoolKey {
+  bool& (*field)(Config&);
+};
+struct StringKey {
+  std::string& (*field)(Config&);
+  std::vector<std::string_view> choices;        // empty: any string passing `check`
+  Status (*check)(std::string_view) = nullptr;      // extra rule, or none
+};
+struct KeySpec {
+  std::string_view key;  // dotted: "table.key"
+  std::variant<IntKey, BoolKey, StringKey> type;
+};
+
+Status CheckHostname(std::string_view h);
+
+const std::vector<KeySpec>& Keys() {
+  static const std::vector<KeySpec> keys = {
+      {"hostname", StringKey{+[](Config& c) -> std::string& { return c.hostname; }, {}, &CheckHostname}},
+      {"delivery.max_message_size",
+       IntKey{+[](Config& c) -> int64_t& { return c.delivery.max_message_size; }, 1, int64_t{2} << 30}},
+      {"delivery.lock_timeout_ms",
+       IntKey{+[](Config& c) -> int64_t& { return c.delivery.lock_timeout_ms; }, 1, 600000}},
+      {"delivery.add_return_path", BoolKey{+[](Config& c) -> bool& { return c.delivery.add_return_path; }}},
+      {"delivery.add_delivered_to", BoolKey{+[](Config& c) -> bool& { return c.delivery.add_delivered_to; }}},
+      {"log.level",
+       StringKey{+[](Config& c) -> std::string& { return c.log.level; }, {"debug", "info", "warn", "error"}}},
+  };
+  return keys;
+}
+
+// The hostname goes into Maildir file names: keep it to bytes that need no
+// escaping there and cannot form a path.
+bool HostnameByteOk(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
+         c == '_';
+}
+
+Status CheckHostname(std::string_view h) {
+  if (h.empty() || h.size() > 253) return Status::Invalid("must be 1 to 253 bytes");
+  for (char c : h) {
+    if (!HostnameByteOk(c)) return Status::Invalid("may hold only letters, digits, '.', '-' and '_'");
+  }
+  return Status::Ok();
+}
+
+const KeySpec* FindKey(std::string_view key) {
+  for (const KeySpec& k : Keys()) {
+    if (k.key == key) return &k;
+  }
+  return nullptr;
+}
+
+// True if `path` names a table that holds some known key.
+bool IsKnownTable(std::string_view path) {
+  for (const KeySpec& k : Keys()) {
+    if (k.key.size() > path.size() && k.key.substr(0, path.size()) == path && k.key[path.size()] == '.') {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string Where(std::string_view source, const toml::node& node) {
+  const auto& b = node.source().begin;
+  std::string out = " in " + std::string(source);
+  if (b.line > 0) out += " at line " + std::to_string(b.line);
+  return out;
+}
+
+std::string Quote(std::string_view key) { return "'" + std::string(key) + "'"; }
+
+// A user's value echoed back in an error, kept to one short printable line.
+std::string Echo(std::string_view v) {
+  std::string out = "\"";
+  for (char c : v.substr(0, 64)) {
+    auto u = static_cast<unsigned char>(c);
+    out += (u < 0x20 || u == 0x7f) ? '?' : c;
+  }
+  return out + (v.size() > 64 ? "...\"" : "\"");
+}
+
+struct Applier {
+  Config& config;
+  std::string_view key;
+  const toml::node& node;
+  std::string_view source;
+
+  Status Error(const std::string& what) const {
+    return Status::Invalid("key " + Quote(key) + " " + what + Where(source, node));
+  }
+
+  Status operator()(const IntKey& k) const {
+    std::string range = "from " + std::to_string(k.min) + " to " + std::to_string(k.max);
+    const auto* v = node.as_integer();
+    if (!v) return Error("must be an integer " + range);
+    int64_t x = v->get();
+    if (x < k.min || x > k.max) return Error("must be an integer " + range + " (got " + std::to_string(x) + ")");
+    k.field(config) = x;
+    return Status::Ok();
+  }
+
+  Status operator()(const BoolKey& k) const {
+    const auto* v = node.as_boolean();
+    if (!v) return Error("must be true or false");
+    k.field(config) = v->get();
+    return Status::Ok();
+  }
+
+  Status operator()(const StringKey& k) const {
+    std::string allowed;
+    for (std::string_view c : k.choices) allowed += (allowed.empty() ? "\"" : ", \"") + std::string(c) + "\"";
+    const auto* v = node.as_string();
+    if (!v) return Error(!k.choices.empty() ? "must be one of " + allowed : "must be a string");
+    const std::string& s = v->get();
+    if (!k.choices.empty()) {
+      bool found = false;
+      for (std::string_view c : k.choices) found = found || c == s;
+      if (!found) return Error("must be one of " + allowed + " (got " + Echo(s) + ")");
+    }
+    if (k.check) {
+      Status st = k.check(s);
+      if (!st.ok()) return Error(st.message());
+    }
+    k.field(config) = s;
+    return Status::Ok();
+  }
+};
+
+// Applies every entry of `table` (at dotted `prefix`) to `config`, failing on
+// the first key the table does not know.
+Status ApplyTable(const toml::table& table, const std::string& prefix, std::string_view source, Config& config) {
+  for (const auto& [k, node] : table) {
+    std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    if (const KeySpec* spec = FindKey(key)) {
+      HF_RETURN_IF_ERROR(std::visit(Applier{config, key, node, source}, spec->type));
+    } else if (IsKnownTable(key)) {
+      const toml::table* sub = node.as_table();
+      if (!sub) return Status::Invalid("key " + Quote(key) + " must be a table" + Where(source, node));
+      HF_RETURN_IF_ERROR(ApplyTable(*sub, key, source, config));
+    } else {
+      return Status::Invalid((node.is_table() ? "unknown table " : "unknown key ") + Quote(key) +
+                             Where(source, node));
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Config DefaultConfig() {
+  Config c;
+  char buf[HOST_NAME_MAX + 1] = {};
+  if (gethostname(buf, sizeof buf - 1) == 0) c.hostname = buf;
+  // A hostname that would need escaping in Maildir names gets '_' instead.
+  for (char& ch : c.hostname) {
+    if (!HostnameByteOk(ch)) ch = '_';
+  }
+  if (c.hostname.empty()) c.hostname = "localhost";
+  return c;
+}
+
+Result<Config> ParseConfig(std::string_view toml_text, std::string_view source_name) {
+  toml::table table;
+  try {
+    table = toml::parse(toml_text, source_name);
+  } catch (const toml::parse_error& e) {
+    const auto& b = e.source().begin;
+    return Status::Invalid("syntax error in " + std::string(source_name) + " at line " + std::to_string(b.line) +
+                           ", column " + std::to_string(b.column) + ": " + std::string(e.description()));
+  } catch (const std::exception& e) {
+    return Status::Invalid("cannot parse " + std::string(source_name) + ": " + e.what());
+  }
+  Config config = DefaultConfig();
+  HF_RETURN_IF_ERROR(ApplyTable(table, "", source_name, config));
+  return config;
+}
+
+Result<Config> LoadConfig(Fs& fs, const std::string& path) {
+  auto text = fs.ReadFile(path);
+  if (!text.ok()) {
+    const Status& s = text.status();
+    if (s.kind() == Status::Kind::kNotFound) return Status::NotFound("config file " + path + " does not exist");
+    return s;
+  }
+  return ParseConfig(*text, path);
+}
+
+Result<Config> ResolveConfig(Fs& fs, const std::string& data_dir, const std::string& explicit_path) {
+  if (!explicit_path.empty()) return LoadConfig(fs, explicit_path);
+  Result<Config> config = LoadConfig(fs, JoinPath(data_dir, kConfigFileName));
+  if (!config.ok() && config.status().kind() == Status::Kind::kNotFound) return DefaultConfig();
+  return config;
+}
+
+}  // namespace holdfast

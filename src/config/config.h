@@ -1,0 +1,51 @@
+// Config: holdfast.toml, read once at start-up. Every key, its type, default
+// and range is in docs/configuration.md. Strict on purpose: an unknown key,
+// a wrong type or an out-of-range value is an error naming the key, so a
+// typo cannot silently leave a limit at its default.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "fs/fs.h"
+#include "util/status.h"
+
+namespace holdfast {
+
+struct Config {
+  // Used in Maildir file names and trace headers. Default: gethostname(2).
+  std::string hostname;
+
+  struct Delivery {
+    int64_t max_message_size = 50 * 1024 * 1024;  // bytes, 1 .. 2 GiB
+    int64_t lock_timeout_ms = 30000;               // 1 .. 600000
+    bool add_return_path = true;                   // prepend Return-Path:
+    bool add_delivered_to = true;                  // prepend Delivered-To:
+  } delivery;
+
+  struct Log {
+    std::string level = "info";  // "debug" | "info" | "warn" | "error"
+  } log;
+};
+
+// The embedded defaults: what `holdfast serve` runs with when there is no
+// config file.
+Config DefaultConfig();
+
+// Parses TOML text over the defaults. `source_name` (usually the path) is
+// named in every error; syntax errors give line and column. kInvalid on any
+// error.
+Result<Config> ParseConfig(std::string_view toml_text, std::string_view source_name);
+
+// Reads and parses `path`; a missing file is kNotFound.
+Result<Config> LoadConfig(Fs& fs, const std::string& path);
+
+// The lookup order: `explicit_path` (--config) when non-empty, which must
+// exist; else DATA/holdfast.toml when it exists; else DefaultConfig().
+Result<Config> ResolveConfig(Fs& fs, const std::string& data_dir, const std::string& explicit_path);
+
+// The file name looked for in the data directory.
+inline constexpr char kConfigFileName[] = "holdfast.toml";
+
+}  // namespace holdfast

@@ -1,0 +1,213 @@
+#include "config/config.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <string>
+
+namespace holdfast {
+namespace {
+
+// Status message of a failing parse; fails the test if it parses.
+std::string ParseError(std::string_view text) {
+  auto r = ParseConfig(text, "holdfast.toml");
+  EXPECT_FALSE(r.ok()) << text;
+  if (r.ok()) return "";
+  EXPECT_EQ(r.status().kind(), Status::Kind::kInvalid);
+  return r.status().message();
+}
+
+#define EXPECT_CONTAINS(haystack, needle) \
+  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << (haystack)
+
+TEST(ConfigTest, Defaults) {
+  Config c = DefaultConfig();
+  EXPECT_FALSE(c.hostname.empty());
+  EXPECT_EQ(c.hostname.find('/'), std::string::npos);
+  EXPECT_EQ(c.delivery.max_message_size, 52428800);
+  EXPECT_EQ(c.delivery.lock_timeout_ms, 30000);
+  EXPECT_TRUE(c.delivery.add_return_path);
+  EXPECT_TRUE(c.delivery.add_delivered_to);
+  EXPECT_EQ(c.log.level, "info");
+
+  auto empty = ParseConfig("", "holdfast.toml");
+  ASSERT_TRUE(empty.ok()) << empty.status().ToString();
+  EXPECT_EQ(empty->hostname, c.hostname);
+  EXPECT_EQ(empty->delivery.max_message_size, 52428800);
+  // Empty known tables are fine.
+  EXPECT_TRUE(ParseConfig("[delivery]\n[log]\n# nothing\n", "x").ok());
+}
+
+TEST(ConfigTest, FullFile) {
+  auto r = ParseConfig(R"(
+hostname = "mx1.example.org"
+
+[delivery]
+max_message_size = 1048576
+lock_timeout_ms = 5000
+add_return_path = false
+add_delivered_to = false
+
+[log]
+level = "debug"
+)",
+                       "holdfast.toml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->hostname, "mx1.example.org");
+  EXPECT_EQ(r->delivery.max_message_size, 1048576);
+  EXPECT_EQ(r->delivery.lock_timeout_ms, 5000);
+  EXPECT_FALSE(r->delivery.add_return_path);
+  EXPECT_FALSE(r->delivery.add_delivered_to);
+  EXPECT_EQ(r->log.level, "debug");
+}
+
+TEST(ConfigTest, DottedAndInlineKeys) {
+  auto r = ParseConfig("delivery.lock_timeout_ms = 7\nlog = { level = \"error\" }\n", "x");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->delivery.lock_timeout_ms, 7);
+  EXPECT_EQ(r->log.level, "error");
+}
+
+TEST(ConfigTest, Limits) {
+  EXPECT_TRUE(ParseConfig("[delivery]\nmax_message_size = 2147483648\n", "x").ok());
+  EXPECT_TRUE(ParseConfig("[delivery]\nmax_message_size = 1\n", "x").ok());
+  EXPECT_TRUE(ParseConfig("[delivery]\nlock_timeout_ms = 600000\n", "x").ok());
+  for (auto level : {"debug", "info", "warn", "error"}) {
+    EXPECT_TRUE(ParseConfig(std::string("[log]\nlevel = \"") + level + "\"\n", "x").ok()) << level;
+  }
+}
+
+TEST(ConfigTest, UnknownTopLevelKey) {
+  std::string e = ParseError("hostname = \"a\"\nhostnme = \"b\"\n");
+  EXPECT_CONTAINS(e, "unknown key 'hostnme' in holdfast.toml");
+  EXPECT_CONTAINS(e, "line 2");
+}
+
+TEST(ConfigTest, UnknownNestedKey) {
+  std::string e = ParseError("[delivery]\nmax_mesage_size = 5\n");
+  EXPECT_CONTAINS(e, "unknown key 'delivery.max_mesage_size' in holdfast.toml");
+  EXPECT_CONTAINS(e, "line 2");
+}
+
+TEST(ConfigTest, UnknownTable) {
+  EXPECT_CONTAINS(ParseError("[pop3]\nport = 110\n"), "unknown table 'pop3'");
+  EXPECT_CONTAINS(ParseError("[pop3]\n"), "unknown table 'pop3'");
+  EXPECT_CONTAINS(ParseError("[delivery.extra]\n"), "unknown table 'delivery.extra'");
+  EXPECT_CONTAINS(ParseError("[[log]]\nlevel = \"info\"\n"), "key 'log' must be a table");
+  EXPECT_CONTAINS(ParseError("[[servers]]\nx = 1\n"), "unknown key 'servers'");
+}
+
+TEST(ConfigTest, WrongType) {
+  EXPECT_CONTAINS(ParseError("[delivery]\nmax_message_size = \"50M\"\n"),
+                  "key 'delivery.max_message_size' must be an integer from 1 to 2147483648");
+  EXPECT_CONTAINS(ParseError("[delivery]\nmax_message_size = 1.5\n"), "must be an integer");
+  EXPECT_CONTAINS(ParseError("[delivery]\nadd_return_path = \"yes\"\n"),
+                  "key 'delivery.add_return_path' must be true or false");
+  EXPECT_CONTAINS(ParseError("hostname = 5\n"), "key 'hostname' must be a string");
+  EXPECT_CONTAINS(ParseError("[log]\nlevel = 3\n"), "key 'log.level' must be one of \"debug\", \"info\"");
+  EXPECT_CONTAINS(ParseError("delivery = 5\n"), "key 'delivery' must be a table");
+  EXPECT_CONTAINS(ParseError("[delivery.max_message_size]\n"), "key 'delivery.max_message_size' must be an integer");
+}
+
+TEST(ConfigTest, OutOfRange) {
+  std::string e = ParseError("[delivery]\nmax_message_size = 0\n");
+  EXPECT_CONTAINS(e, "key 'delivery.max_message_size' must be an integer from 1 to 2147483648 (got 0)");
+  EXPECT_CONTAINS(e, "holdfast.toml at line 2");
+  EXPECT_CONTAINS(ParseError("[delivery]\nmax_message_size = 2147483649\n"), "(got 2147483649)");
+  EXPECT_CONTAINS(ParseError("[delivery]\nmax_message_size = -1\n"), "(got -1)");
+  EXPECT_CONTAINS(ParseError("[delivery]\nlock_timeout_ms = 600001\n"), "from 1 to 600000");
+  EXPECT_CONTAINS(ParseError("[delivery]\nlock_timeout_ms = 0\n"), "from 1 to 600000");
+  EXPECT_CONTAINS(ParseError("[log]\nlevel = \"verbose\"\n"), "(got \"verbose\")");
+  EXPECT_CONTAINS(ParseError("hostname = \"\"\n"), "key 'hostname' must be 1 to 253 bytes");
+  EXPECT_CONTAINS(ParseError("hostname = \"a/b\"\n"), "key 'hostname' may hold only");
+  EXPECT_CONTAINS(ParseError("hostname = \"a:b\"\n"), "key 'hostname' may hold only");
+}
+
+TEST(ConfigTest, SyntaxErrorHasLineAndColumn) {
+  std::string e = ParseError("hostname = \"a\"\n\n[delivery\nmax_message_size = 5\n");
+  EXPECT_CONTAINS(e, "syntax error in holdfast.toml at line 3, column");
+  e = ParseError("[delivery]\nmax_message_size = = 5\n");
+  EXPECT_CONTAINS(e, "at line 2, column");
+  // Duplicate keys are a TOML error too.
+  EXPECT_CONTAINS(ParseError("hostname = \"a\"\nhostname = \"b\"\n"), "line 2");
+}
+
+TEST(ConfigTest, GarbageNeverThrows) {
+  std::string junk;
+  for (int i = 0; i < 256; ++i) junk.push_back(static_cast<char>(i));
+  EXPECT_FALSE(ParseConfig(junk, "junk").ok());
+  EXPECT_FALSE(ParseConfig(std::string("a = \"\xff\"\n"), "junk").ok());
+  EXPECT_FALSE(ParseConfig(std::string("a\0b", 3), "junk").ok());
+}
+
+// A fresh real directory, removed afterwards.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "holdfast-config-XXXXXX").string();
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+void WriteFile(Fs& fs, const std::string& path, std::string_view text) {
+  auto f = fs.CreateExclusive(path);
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  ASSERT_TRUE((*f)->Append(text).ok());
+}
+
+TEST(ConfigTest, ResolvePrecedence) {
+  TempDir tmp;
+  Fs& fs = PosixFs();
+  const std::string data = JoinPath(tmp.path(), "data");
+  ASSERT_TRUE(fs.MkDir(data).ok());
+
+  // Nothing: the defaults.
+  auto r = ResolveConfig(fs, data, "");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->log.level, "info");
+  // A data directory that does not exist yet also means defaults.
+  EXPECT_TRUE(ResolveConfig(fs, JoinPath(tmp.path(), "nope"), "").ok());
+
+  // DATA/holdfast.toml when present.
+  WriteFile(fs, JoinPath(data, "holdfast.toml"), "[log]\nlevel = \"warn\"\n");
+  r = ResolveConfig(fs, data, "");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->log.level, "warn");
+
+  // --config wins over DATA/holdfast.toml.
+  const std::string explicit_path = JoinPath(tmp.path(), "other.toml");
+  WriteFile(fs, explicit_path, "[log]\nlevel = \"error\"\n");
+  r = ResolveConfig(fs, data, explicit_path);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->log.level, "error");
+
+  // An explicit file that is missing is an error, not the defaults.
+  r = ResolveConfig(fs, data, JoinPath(tmp.path(), "missing.toml"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().kind(), Status::Kind::kNotFound);
+  EXPECT_CONTAINS(r.status().message(), "missing.toml");
+
+  // A bad DATA/holdfast.toml is an error naming that file, not the defaults.
+  const std::string data2 = JoinPath(tmp.path(), "data2");
+  ASSERT_TRUE(fs.MkDir(data2).ok());
+  WriteFile(fs, JoinPath(data2, "holdfast.toml"), "[log]\nlevl = \"warn\"\n");
+  r = ResolveConfig(fs, data2, "");
+  ASSERT_FALSE(r.ok());
+  EXPECT_CONTAINS(r.status().message(), "unknown key 'log.levl' in " + JoinPath(data2, "holdfast.toml"));
+}
+
+TEST(ConfigTest, LoadConfigMissing) {
+  TempDir tmp;
+  auto r = LoadConfig(PosixFs(), JoinPath(tmp.path(), "none.toml"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().kind(), Status::Kind::kNotFound);
+}
+
+}  // namespace
+}  // namespace holdfast
