@@ -12,6 +12,7 @@
 
 #include "fs/sim_fs.h"
 #include "store/mailbox.h"
+#include "store/maildir_name.h"
 
 namespace holdfast::testing {
 
@@ -47,6 +48,11 @@ inline std::vector<IndexEntry> CheckInvariants(SimFs& fs, const Outcome& o, cons
   for (const auto& e : *list) {
     const std::string id = e.id.ToString();
     ++seen[id];
+    // A file's U= is the UID it is listed under: never two files with one UID.
+    auto parsed = ParseMaildirName(e.name);
+    if (parsed && parsed->uid) {
+      EXPECT_EQ(*parsed->uid, e.uid) << "file " << e.name << " listed under another uid";
+    }
     auto bytes = fs.ReadFile(e.Path(kBox));
     EXPECT_TRUE(bytes.ok()) << "listed but unreadable: " << e.name;
     // Whole or invisible: whatever is listed is a complete known message.
@@ -105,6 +111,22 @@ inline void ForEveryCrashPoint(const std::function<void(SimFs&, Outcome&)>& setu
       auto first = CheckInvariants(*after, outcome, at + " / " + choice.Describe());
       auto second = CheckInvariants(*after, outcome, at + " / " + choice.Describe() + " / recovered twice");
       EXPECT_EQ(first.size(), second.size());
+      // Life goes on: a delivery right after recovery, before any listing,
+      // must not collide with anything the crash left behind.
+      {
+        auto after2 = fs.AfterCrash(choice);
+        Outcome more = outcome;
+        auto box = Mailbox::Open(*after2, kBox, TestOptions());
+        ASSERT_TRUE(box.ok()) << box.status().ToString();
+        auto d = (*box)->BeginDelivery();
+        ASSERT_TRUE(d.ok());
+        const std::string bytes = "Subject: after the crash\n\n";
+        ASSERT_TRUE((*d)->Write(bytes).ok());
+        auto done = (*d)->Commit();
+        ASSERT_TRUE(done.ok()) << done.status().ToString();
+        more.acked[done->id.ToString()] = bytes;
+        CheckInvariants(*after2, more, at + " / " + choice.Describe() + " / then a delivery");
+      }
       if (::testing::Test::HasFailure()) return;  // one clear failure, not hundreds
     }
   }

@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "cli/commands.h"
+#include "core/trace_headers.h"
 #include "users/users_file.h"
 
 namespace holdfast::cli {
@@ -34,18 +35,6 @@ Result<std::string> ReadStdin(size_t max) {
   }
   buf.resize(got);
   return buf;
-}
-
-// The trace lines a local delivery agent adds, in the message's own line
-// ending (that of its first line), so a CRLF message stays all CRLF.
-std::string TraceHeaders(const Config& cfg, std::string_view first_chunk, const std::string& sender,
-                         const UserName& user) {
-  auto lf = first_chunk.find('\n');
-  std::string eol = (lf != std::string_view::npos && lf > 0 && first_chunk[lf - 1] == '\r') ? "\r\n" : "\n";
-  std::string out;
-  if (cfg.delivery.add_return_path) out += "Return-Path: <" + sender + ">" + eol;
-  if (cfg.delivery.add_delivered_to) out += "Delivered-To: " + user.str() + eol;
-  return out;
 }
 
 int Deliver(Context& ctx, const DeliverArgs& args) {
@@ -87,6 +76,17 @@ int Deliver(Context& ctx, const DeliverArgs& args) {
     PrintError(cmd, "empty message on stdin: nothing delivered");
     return EX_DATAERR;
   }
+  // The added headers take the line ending of the first line: read until it
+  // ends (a first line can be longer than one read; the size limit bounds it).
+  while (first->find('\n') == std::string::npos && first->size() <= limit) {
+    auto more = ReadStdin(kChunk);
+    if (!more.ok()) {
+      PrintError(cmd, more.status().message());
+      return EX_TEMPFAIL;
+    }
+    if (more->empty()) break;
+    first->append(*more);
+  }
 
   auto box = ctx.OpenMailbox(*user);
   if (!box.ok()) {
@@ -99,7 +99,8 @@ int Deliver(Context& ctx, const DeliverArgs& args) {
     return EX_TEMPFAIL;
   }
   // From here an early return drops the Delivery, which removes its tmp file.
-  Status s = (*delivery)->Write(TraceHeaders(ctx.config(), *first, sender, *user));
+  const TraceOptions trace{ctx.config().delivery.add_return_path, ctx.config().delivery.add_delivered_to};
+  Status s = (*delivery)->Write(TraceHeaders(*first, sender, user->str(), trace));
   uint64_t body = 0;
   std::string chunk = std::move(first).value();
   while (s.ok() && !chunk.empty()) {

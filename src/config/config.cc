@@ -26,24 +26,43 @@ struct StringKey {
   std::vector<std::string_view> choices;        // empty: any string passing `check`
   Status (*check)(std::string_view) = nullptr;      // extra rule, or none
 };
+struct StringListKey {
+  std::vector<std::string>& (*field)(Config&);
+  Status (*check)(std::string_view) = nullptr;  // each element
+};
 struct KeySpec {
   std::string_view key;  // dotted: "table.key"
-  std::variant<IntKey, BoolKey, StringKey> type;
+  std::variant<IntKey, BoolKey, StringKey, StringListKey> type;
 };
 
 Status CheckHostname(std::string_view h);
+Status CheckListen(std::string_view v);
+Status CheckDomain(std::string_view v);
+#define HF_INT(name, expr, lo, hi) {name, IntKey{+[](Config& c) -> int64_t& { return c.expr; }, lo, hi}}
 
 const std::vector<KeySpec>& Keys() {
   static const std::vector<KeySpec> keys = {
       {"hostname", StringKey{+[](Config& c) -> std::string& { return c.hostname; }, {}, &CheckHostname}},
       {"delivery.max_message_size",
-       IntKey{+[](Config& c) -> int64_t& { return c.delivery.max_message_size; }, 1, int64_t{2} << 30}},
+       IntKey{+[](Config& c) -> int64_t& { return c.delivery.max_message_size; }, 1, int64_t{1} << 30}},
       {"delivery.lock_timeout_ms",
        IntKey{+[](Config& c) -> int64_t& { return c.delivery.lock_timeout_ms; }, 1, 600000}},
       {"delivery.add_return_path", BoolKey{+[](Config& c) -> bool& { return c.delivery.add_return_path; }}},
       {"delivery.add_delivered_to", BoolKey{+[](Config& c) -> bool& { return c.delivery.add_delivered_to; }}},
       {"log.level",
        StringKey{+[](Config& c) -> std::string& { return c.log.level; }, {"debug", "info", "warn", "error"}}},
+      {"log.file", StringKey{+[](Config& c) -> std::string& { return c.log.file; }, {}}},
+      {"lmtp.listen", StringKey{+[](Config& c) -> std::string& { return c.lmtp.listen; }, {}, &CheckListen}},
+      {"lmtp.unix_socket", StringKey{+[](Config& c) -> std::string& { return c.lmtp.unix_socket; }, {}}},
+      {"lmtp.local_domains",
+       StringListKey{+[](Config& c) -> std::vector<std::string>& { return c.lmtp.local_domains; }, &CheckDomain}},
+      HF_INT("lmtp.max_connections", lmtp.max_connections, 1, 100000),
+      HF_INT("lmtp.idle_timeout_ms", lmtp.idle_timeout_ms, 1000, 3600000),
+      HF_INT("lmtp.max_recipients", lmtp.max_recipients, 1, 100000),
+      HF_INT("lmtp.max_command_line", lmtp.max_command_line, 512, 1 << 20),
+      HF_INT("lmtp.max_data_line", lmtp.max_data_line, 1000, 1 << 30),
+      HF_INT("lmtp.max_bytes_before_lhlo", lmtp.max_bytes_before_lhlo, 512, 1 << 20),
+      HF_INT("spool.segment_bytes", spool.segment_bytes, 1 << 20, 1 << 30),
   };
   return keys;
 }
@@ -53,6 +72,27 @@ const std::vector<KeySpec>& Keys() {
 bool HostnameByteOk(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
          c == '_';
+}
+
+// "ADDR:PORT" or "[v6]:PORT", or "" for no listener.
+Status CheckListen(std::string_view v) {
+  if (v.empty()) return Status::Ok();
+  auto colon = v.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == v.size())
+    return Status::Invalid("must be ADDR:PORT, e.g. \"127.0.0.1:2424\"");
+  for (char c : v.substr(colon + 1)) {
+    if (c < '0' || c > '9') return Status::Invalid("port must be a number");
+  }
+  if (std::stoul(std::string(v.substr(colon + 1))) > 65535) return Status::Invalid("port must be at most 65535");
+  return Status::Ok();
+}
+
+Status CheckDomain(std::string_view v) {
+  if (v.empty() || v.size() > 253) return Status::Invalid("domains must be 1 to 253 bytes");
+  for (char c : v) {
+    if (!HostnameByteOk(c) || c == '_') return Status::Invalid("a domain may hold only letters, digits, '.' and '-'");
+  }
+  return Status::Ok();
 }
 
 Status CheckHostname(std::string_view h) {
@@ -142,6 +182,23 @@ struct Applier {
       if (!st.ok()) return Error(st.message());
     }
     k.field(config) = s;
+    return Status::Ok();
+  }
+
+  Status operator()(const StringListKey& k) const {
+    const auto* arr = node.as_array();
+    if (!arr) return Error("must be an array of strings");
+    std::vector<std::string> out;
+    for (const auto& el : *arr) {
+      const auto* v = el.as_string();
+      if (!v) return Error("must be an array of strings");
+      if (k.check) {
+        Status st = k.check(v->get());
+        if (!st.ok()) return Error(st.message() + " (got " + Echo(v->get()) + ")");
+      }
+      out.push_back(v->get());
+    }
+    k.field(config) = std::move(out);
     return Status::Ok();
   }
 };

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "fs/fs.h"
 #include "util/status.h"
@@ -18,14 +19,30 @@ struct Config {
   std::string hostname;
 
   struct Delivery {
-    int64_t max_message_size = 50 * 1024 * 1024;  // bytes, 1 .. 2 GiB
+    int64_t max_message_size = 50 * 1024 * 1024;  // bytes, 1 .. 1 GiB (a spool record holds it whole)
     int64_t lock_timeout_ms = 30000;               // 1 .. 600000
     bool add_return_path = true;                   // prepend Return-Path:
     bool add_delivered_to = true;                  // prepend Delivered-To:
   } delivery;
 
+  // LMTP listener of `holdfast serve` (docs/lmtp.md).
+  struct Lmtp {
+    std::string listen = "127.0.0.1:2424";       // ADDR:PORT, "" for none
+    std::string unix_socket;                      // path, "" for none
+    std::vector<std::string> local_domains;       // user@DOMAIN reaches user
+    int64_t max_connections = 100;                // 1 .. 100000
+    int64_t idle_timeout_ms = 300000;             // 1000 .. 3600000
+    int64_t max_recipients = 1000;                // 1 .. 100000
+    int64_t max_command_line = 2048;              // 512 .. 1 MiB
+    int64_t max_data_line = 1 << 20;              // 1000 .. 1 GiB
+    int64_t max_bytes_before_lhlo = 4096;         // 512 .. 1 MiB
+  } lmtp;
+  struct Spool {
+    int64_t segment_bytes = 64 << 20;             // 1 MiB .. 1 GiB
+  } spool;
   struct Log {
     std::string level = "info";  // "debug" | "info" | "warn" | "error"
+    std::string file;            // "" = stderr
   } log;
 };
 

@@ -271,7 +271,9 @@ Status Mailbox::Log(const std::vector<IndexRecord>& records, bool sync) {
   for (const auto& r : records) bytes += r.Encode();
   Status s = journal_->Append(bytes);
   if (!s.ok()) {
-    // Whatever part landed is a torn tail; force a full reload next time.
+    // A partial record must not stay in front of later appends (it would
+    // read as damage, not as a torn tail): cut it, and reload next time.
+    (void)journal_->Truncate(journal_offset_);
     journal_inode_ = 0;
     return s;
   }
@@ -462,13 +464,13 @@ Result<DeliveredMessage> Mailbox::CommitDelivery(Delivery& d) {
   DeliveredMessage out;
   {
     HF_ASSIGN_OR_RETURN(Lock lock, LockAndLoad());
-    // Assigned and renamed under the lock, so UIDs reach new/ in order.
+    // Assigned under the lock and made durable before the file appears in
+    // new/: after any crash the next UID is past this one, so no two files
+    // ever carry the same U= (a crash in between only leaves a UID unused).
     out.uid = std::max(state_.uid_next(), uid_floor_ + 1);
     out.id = d.id_;
     out.size = d.size_;
     out.name = FinalName(d.tmp_name_, d.size_, d.size_ + d.bare_lf_, out.uid);
-    HF_RETURN_IF_ERROR(fs_.Rename(Path("tmp/" + d.tmp_name_), Path("new/" + out.name)));
-    uid_floor_ = out.uid;
     IndexRecord add;
     add.type = RecordType::kAdd;
     add.uid = out.uid;
@@ -479,9 +481,9 @@ Result<DeliveredMessage> Mailbox::CommitDelivery(Delivery& d) {
     add.entry.size = d.size_;
     add.entry.vsize = d.size_ + d.bare_lf_;
     add.entry.sha256 = d.sha_.Finish();
-    // The index is a cache of the directory: if this append is lost, the
-    // next sync adopts the file with the UID in its name. So no fdatasync.
-    (void)Log({add}, false);
+    HF_RETURN_IF_ERROR(Log({add}, true));
+    uid_floor_ = out.uid;
+    HF_RETURN_IF_ERROR(fs_.Rename(Path("tmp/" + d.tmp_name_), Path("new/" + out.name)));
   }
   d.done_ = true;  // the file is in new/ now: nothing to remove on failure
   HF_RETURN_IF_ERROR(fs_.SyncDir(Path("new")));
@@ -493,11 +495,19 @@ Result<DeliveredMessage> Mailbox::CommitDelivery(Delivery& d) {
 Status Mailbox::CatchUpWithDirectory(std::vector<IndexRecord>* changes) {
   MailboxIndex next = state_;
   HF_RETURN_IF_ERROR(SyncWithDirectory(next, changes));
-  return Log(*changes, true);
+  Status s = Log(*changes, true);
+  if (s.ok() || s.kind() != Status::Kind::kIo) return s;
+  // Disk full or failing: serve what is safe from memory. Renames and
+  // removals change no UID; new files wait until their UIDs can be recorded.
+  for (const auto& c : *changes) {
+    if (c.type != RecordType::kAdd) (void)state_.Apply(c);
+  }
+  return Status::Ok();
 }
 
-Status Mailbox::Refresh() {
+Status Mailbox::Refresh(bool scan_directory) {
   HF_ASSIGN_OR_RETURN(Lock lock, LockAndLoad());
+  if (!scan_directory) return Status::Ok();
   std::vector<IndexRecord> changes;
   return CatchUpWithDirectory(&changes);
 }
@@ -508,7 +518,7 @@ Result<std::vector<IndexEntry>> Mailbox::List() {
   HF_RETURN_IF_ERROR(CatchUpWithDirectory(&changes));
   // Compact when the journal is mostly history.
   if (journal_offset_ > (64u << 10) && journal_offset_ > 4 * 160 * (state_.live().size() + 1)) {
-    HF_RETURN_IF_ERROR(WriteNewJournal(state_));
+    (void)WriteNewJournal(state_);  // an optimisation: if it fails, the old journal stays
   }
   std::vector<IndexEntry> out;
   out.reserve(state_.live().size());

@@ -102,9 +102,11 @@ class Mailbox {
   // `id` is given when the message already has one (from the spool), so a
   // replay can recognise it; otherwise a new one is generated.
   Result<std::unique_ptr<Delivery>> BeginDelivery(std::optional<MessageId> id = std::nullopt);
-  // Catches up with the journal and the directory, then answers from memory:
-  // whether a message with `id` is in this mailbox or was deleted from it.
-  Status Refresh();
+  // Catches up with the journal (and the directory, unless told not to: only
+  // needed once per process, to adopt files whose Add record was lost), so
+  // that Knows() answers from current state.
+  Status Refresh(bool scan_directory = true);
+  // Whether a message with `id` is in this mailbox or was deleted from it.
   bool Knows(const MessageId& id) const { return state_.Knows(id); }
   // Every message, by UID, after catching up with the directory.
   Result<std::vector<IndexEntry>> List();

@@ -18,7 +18,7 @@
 namespace holdfast {
 
 constexpr size_t kRecordHeaderSize = 9;
-constexpr uint32_t kMaxRecordPayload = 16u << 20;
+constexpr uint32_t kMaxRecordPayload = 1u << 30;  // spool records carry whole messages
 
 std::string EncodeRecord(uint8_t type, std::string_view payload);
 

@@ -1,0 +1,228 @@
+#include "spool/spool.h"
+
+#include <algorithm>
+#include <set>
+
+namespace holdfast {
+
+Result<std::unique_ptr<Spool>> Spool::Start(Fs& fs, const std::string& spool_dir, Options opts) {
+  std::unique_ptr<Spool> spool(new Spool(fs, std::move(opts)));
+  std::vector<SpoolEntry> unretired;
+  HF_ASSIGN_OR_RETURN(spool->log_, SpoolLog::Open(fs, spool_dir, spool->opts_.log, &unretired));
+  if (!unretired.empty()) spool->Log("spool replay: " + std::to_string(unretired.size()) + " message(s) to deliver");
+  auto now = std::chrono::steady_clock::now();
+  for (auto& e : unretired) spool->deliveries_.push_back(Work{std::move(e), true, now});
+  spool->stats_.unretired = spool->log_->unretired();
+  spool->commit_thread_ = std::thread([s = spool.get()] { s->CommitLoop(); });
+  spool->delivery_thread_ = std::thread([s = spool.get()] { s->DeliveryLoop(); });
+  return spool;
+}
+
+Spool::~Spool() { Stop(std::chrono::milliseconds(0)); }
+
+void Spool::Log(const std::string& line) {
+  if (opts_.log_line) opts_.log_line(line);
+}
+
+void Spool::Submit(SpoolMessage msg, Callback done) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!stopping_ && !broken_) {
+      submitted_.push_back(Pending{std::move(msg), std::move(done)});
+      commit_cv_.notify_one();
+      return;
+    }
+  }
+  done(Status::Busy(broken_ ? "the spool cannot sync to disk; restart holdfast" : "shutting down"));
+}
+
+void Spool::CommitLoop() {
+  for (;;) {
+    std::vector<Pending> batch;
+    std::vector<DoneMark> marks;
+    bool broken;
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      commit_cv_.wait(l, [&] { return commit_stopped_ || !submitted_.empty() || !done_marks_.empty(); });
+      if (commit_stopped_ && submitted_.empty() && done_marks_.empty()) return;
+      batch.swap(submitted_);
+      marks.swap(done_marks_);
+      broken = broken_;
+    }
+    std::vector<Status> appended(batch.size());
+    for (size_t i = 0; i < batch.size(); ++i) {
+      appended[i] = broken ? Status::Io("spool broken") : log_->AppendMessage(batch[i].msg);
+    }
+    for (const auto& m : marks) {
+      Status s = broken ? Status::Ok() : log_->AppendDone(m.id, m.rcpt, m.state);
+      if (!s.ok()) Log("spool: cannot record delivery of " + m.id.ToString() + ": " + s.ToString());
+    }
+    // One fdatasync for everyone in this round: group commit.
+    Status sync = broken ? Status::Io("spool broken") : log_->Sync();
+    if (!sync.ok() && !broken) {
+      // After a failed fdatasync the kernel may have dropped the data
+      // (fsyncgate): stop accepting rather than ack on a guess.
+      Log("spool: fdatasync failed, refusing new mail until restart: " + sync.ToString());
+    }
+    std::vector<Work> durable;
+    auto now = std::chrono::steady_clock::now();
+    for (size_t i = 0; i < batch.size(); ++i) {
+      Status s = appended[i].ok() ? sync : appended[i];
+      if (s.ok()) {
+        SpoolEntry e;
+        e.state.assign(batch[i].msg.rcpts.size(), RcptState::kPending);
+        e.segment = log_->active_segment();
+        e.msg = std::move(batch[i].msg);
+        durable.push_back(Work{std::move(e), false, now});
+      }
+      batch[i].done(s);
+    }
+    if (sync.ok() && !broken) {
+      Status r = log_->RemoveRetiredSegments();
+      if (!r.ok()) Log("spool: cannot remove retired segments: " + r.ToString());
+    }
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (!sync.ok()) broken_ = true;
+      ++stats_.commits;
+      stats_.accepted += durable.size();
+      stats_.unretired = log_->unretired();
+      for (auto& w : durable) deliveries_.push_back(std::move(w));
+    }
+    delivery_cv_.notify_one();
+  }
+}
+
+void Spool::DeliveryLoop() {
+  for (;;) {
+    Work w;
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      for (;;) {
+        auto now = std::chrono::steady_clock::now();
+        auto it = std::find_if(deliveries_.begin(), deliveries_.end(), [&](const Work& x) { return x.due <= now; });
+        if (it != deliveries_.end()) {
+          w = std::move(*it);
+          deliveries_.erase(it);
+          break;
+        }
+        // Work delayed after a failure stays in the spool for the next start.
+        if (stopping_) {
+          delivering_ = false;
+          idle_cv_.notify_all();
+          return;
+        }
+        if (deliveries_.empty()) {
+          delivery_cv_.wait(l);
+        } else {
+          auto next = std::min_element(deliveries_.begin(), deliveries_.end(),
+                                       [](const Work& a, const Work& b) { return a.due < b.due; })->due;
+          delivery_cv_.wait_until(l, next);
+        }
+      }
+      delivering_ = true;
+    }
+    auto done = DeliverEntry(w.entry, w.replayed);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      delivering_ = false;
+      for (auto [rcpt, state] : done) {
+        w.entry.state[rcpt] = state;
+        done_marks_.push_back(DoneMark{w.entry.msg.id, rcpt, state});
+        ++(state == RcptState::kDelivered ? stats_.delivered : stats_.already_there);
+      }
+      if (!w.entry.Retired()) {
+        ++stats_.delivery_failures;
+        w.due = std::chrono::steady_clock::now() + opts_.retry_delay;
+        deliveries_.push_back(std::move(w));
+      }
+    }
+    commit_cv_.notify_one();
+    idle_cv_.notify_all();
+  }
+}
+
+std::vector<std::pair<uint32_t, RcptState>> Spool::DeliverEntry(SpoolEntry& e, bool replayed) {
+  static std::set<std::string> scanned;  // mailboxes whose directory this process has adopted
+  std::vector<std::pair<uint32_t, RcptState>> done;
+  const SpoolMessage& m = e.msg;
+  // One copy per mailbox, even if two recipients map to the same user.
+  std::map<std::string, std::vector<uint32_t>> by_user;
+  for (uint32_t i = 0; i < m.rcpts.size(); ++i) {
+    if (e.state[i] == RcptState::kPending) by_user[m.rcpts[i].user].push_back(i);
+  }
+  for (const auto& [user, idx] : by_user) {
+    auto& box = boxes_[user];
+    const std::string dir = JoinPath(opts_.mail_dir, user);
+    if (!box) {
+      Status c = Mailbox::Create(fs_, dir);
+      auto opened = c.ok() ? Mailbox::Open(fs_, dir, opts_.mailbox) : Result<std::unique_ptr<Mailbox>>(c);
+      if (!opened.ok()) {
+        Log("deliver " + m.id.ToString() + " to " + user + ": cannot open mailbox: " + opened.status().ToString());
+        continue;
+      }
+      box = std::move(opened).value();
+    }
+    if (replayed) {
+      // Delivered before the crash, maybe even fetched and deleted since:
+      // the mailbox knows the MessageId either way.
+      Status r = box->Refresh(scanned.insert(user).second);
+      if (!r.ok()) {
+        Log("deliver " + m.id.ToString() + " to " + user + ": " + r.ToString());
+        box.reset();
+        continue;
+      }
+      if (box->Knows(m.id)) {
+        for (uint32_t i : idx) done.emplace_back(i, RcptState::kAlreadyThere);
+        Log("deliver " + m.id.ToString() + " to " + user + ": already delivered before the restart");
+        continue;
+      }
+    }
+    auto d = box->BeginDelivery(m.id);
+    Status s = d.ok() ? Status::Ok() : d.status();
+    if (s.ok()) s = (*d)->Write(TraceHeaders(m.body, m.mail_from, m.rcpts[idx.front()].address, opts_.trace));
+    if (s.ok()) s = (*d)->Write(m.body);
+    if (s.ok()) {
+      auto c = (*d)->Commit();
+      s = c.ok() ? Status::Ok() : c.status();
+      if (c.ok()) Log("delivered " + m.id.ToString() + " to " + user + " uid=" + std::to_string(c->uid));
+    }
+    if (!s.ok()) {
+      Log("deliver " + m.id.ToString() + " to " + user + " failed, will retry: " + s.ToString());
+      box.reset();
+      continue;
+    }
+    for (uint32_t i : idx) done.emplace_back(i, RcptState::kDelivered);
+  }
+  return done;
+}
+
+void Spool::Stop(std::chrono::milliseconds deadline) {
+  {
+    std::unique_lock<std::mutex> l(mu_);
+    if (commit_stopped_) return;
+    auto until = std::chrono::steady_clock::now() + deadline;
+    // Let deliveries that are due finish, within the deadline.
+    idle_cv_.wait_until(l, until, [&] {
+      auto now = std::chrono::steady_clock::now();
+      bool due = std::any_of(deliveries_.begin(), deliveries_.end(), [&](const Work& w) { return w.due <= now; });
+      return !due && !delivering_ && submitted_.empty();
+    });
+    stopping_ = true;
+  }
+  delivery_cv_.notify_all();
+  if (delivery_thread_.joinable()) delivery_thread_.join();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    commit_stopped_ = true;
+  }
+  commit_cv_.notify_all();
+  if (commit_thread_.joinable()) commit_thread_.join();
+}
+
+Spool::Stats Spool::stats() {
+  std::lock_guard<std::mutex> l(mu_);
+  return stats_;
+}
+
+}  // namespace holdfast

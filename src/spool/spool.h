@@ -1,0 +1,97 @@
+// Spool: group commit in front of SpoolLog, and delivery behind it.
+//
+// Sessions Submit() messages from any thread. One commit thread appends
+// everything submitted since its last round and makes it durable with one
+// fdatasync, then calls each submitter back: that is when LMTP may say 250
+// (seed 001). A delivery thread then files each message into its
+// recipients' mailboxes and records Done per recipient; Done records ride
+// along with the next commit. After a restart, every unretired message is
+// delivered again, except where the mailbox already knows its MessageId
+// (delivered, or delivered and deleted since): exactly once.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "core/trace_headers.h"
+#include "spool/spool_log.h"
+#include "store/mailbox.h"
+
+namespace holdfast {
+
+class Spool {
+ public:
+  struct Options {
+    SpoolLog::Options log;
+    std::string mail_dir;             // DATA/mail: a user's Maildir is mail_dir/USER
+    MailboxOptions mailbox;
+    TraceOptions trace;
+    std::chrono::milliseconds retry_delay{30000};  // after a failed mailbox delivery
+    std::function<void(const std::string&)> log_line;  // one event a line
+  };
+  struct Stats {
+    uint64_t accepted = 0, delivered = 0, commits = 0, already_there = 0, delivery_failures = 0;
+    size_t unretired = 0;
+  };
+  using Callback = std::function<void(Status)>;
+
+  // Replays the spool and starts the commit and delivery threads.
+  static Result<std::unique_ptr<Spool>> Start(Fs& fs, const std::string& spool_dir, Options opts);
+  ~Spool();
+
+  // `done` runs on the commit thread once `msg` is durable (ok) or has
+  // failed (then nothing of it will be delivered... unless a later restart
+  // finds it durable after all: see docs/spool.md).
+  void Submit(SpoolMessage msg, Callback done);
+  // Commits what is queued, delivers what is durable (waiting at most
+  // `deadline` for deliveries), then stops both threads.
+  void Stop(std::chrono::milliseconds deadline);
+  Stats stats();
+
+ private:
+  Spool(Fs& fs, Options opts) : fs_(fs), opts_(std::move(opts)) {}
+  void CommitLoop();
+  void DeliveryLoop();
+  // Delivers `e`'s pending recipients; returns the (rcpt, state) pairs done.
+  std::vector<std::pair<uint32_t, RcptState>> DeliverEntry(SpoolEntry& e, bool replayed);
+  void Log(const std::string& line);
+
+  Fs& fs_;
+  Options opts_;
+  std::unique_ptr<SpoolLog> log_;  // commit thread only (after Start)
+
+  std::mutex mu_;
+  std::condition_variable commit_cv_, delivery_cv_, idle_cv_;
+  struct Pending {
+    SpoolMessage msg;
+    Callback done;
+  };
+  std::vector<Pending> submitted_;
+  struct DoneMark {
+    MessageId id;
+    uint32_t rcpt;
+    RcptState state;
+  };
+  std::vector<DoneMark> done_marks_;
+  struct Work {
+    SpoolEntry entry;
+    bool replayed;
+    std::chrono::steady_clock::time_point due;
+  };
+  std::deque<Work> deliveries_;
+  bool stopping_ = false;
+  bool commit_stopped_ = false;
+  bool broken_ = false;  // an fdatasync failed: nothing more is accepted
+  bool delivering_ = false;
+  Stats stats_;
+  std::map<std::string, std::unique_ptr<Mailbox>> boxes_;  // delivery thread only
+  std::thread commit_thread_, delivery_thread_;
+};
+
+}  // namespace holdfast

@@ -1,0 +1,308 @@
+#include "spool/spool_log.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+
+#include "util/record_log.h"
+
+namespace holdfast {
+namespace {
+
+enum : uint8_t { kSegmentHeader = 1, kMessage = 2, kDone = 3 };
+constexpr size_t kMaxField = 4096;
+
+std::string EncodeMessage(const SpoolMessage& m) {
+  Encoder e;
+  e.Bytes(m.id.bytes().data(), 16).U64(static_cast<uint64_t>(m.received_ms)).Str(m.client).Str(m.helo).Str(m.mail_from);
+  e.U32(static_cast<uint32_t>(m.rcpts.size()));
+  for (const auto& r : m.rcpts) e.Str(r.address).Str(r.user).Str(r.detail);
+  e.U64(m.body.size()).Bytes(m.body.data(), m.body.size());
+  return EncodeRecord(kMessage, e.data());
+}
+
+MessageId ReadId(Decoder& d) {
+  std::array<uint8_t, 16> b{};
+  d.Bytes(b.data(), b.size());
+  return MessageId::FromBytes(b);
+}
+
+std::optional<uint64_t> ParseSegmentName(const std::string& name) {
+  if (name.size() != 20 || name.substr(16) != ".seg") return std::nullopt;
+  uint64_t v = 0;
+  for (size_t i = 0; i < 16; ++i) {
+    char c = name[i];
+    int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+    if (d < 0) return std::nullopt;
+    v = (v << 4) | static_cast<uint64_t>(d);
+  }
+  return v;
+}
+
+Result<std::vector<uint64_t>> ListSegments(Fs& fs, const std::string& dir) {
+  HF_ASSIGN_OR_RETURN(auto names, fs.ReadDir(dir));
+  std::vector<uint64_t> out;
+  for (const auto& n : names) {
+    if (auto seq = ParseSegmentName(n)) out.push_back(*seq);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+const char* RcptStateName(RcptState s) {
+  switch (s) {
+    case RcptState::kPending: return "pending";
+    case RcptState::kDelivered: return "delivered";
+    case RcptState::kAlreadyThere: return "already-delivered";
+  }
+  return "?";
+}
+
+bool SpoolEntry::Retired() const {
+  return std::none_of(state.begin(), state.end(), [](RcptState s) { return s == RcptState::kPending; });
+}
+
+Result<SegmentContents> ParseSegment(std::string_view bytes) {
+  SegmentContents out;
+  ParsedLog log = ParseRecordLog(bytes);
+  if (log.tail == ParsedLog::Tail::kCorrupt)
+    return Status::Corrupt("damaged record at offset " + std::to_string(log.valid_end));
+  out.valid_end = log.valid_end;
+  out.torn = log.tail == ParsedLog::Tail::kTorn;
+  bool header = false;
+  for (const LogRecord& rec : log.records) {
+    Decoder d(rec.payload);
+    switch (rec.type) {
+      case kSegmentHeader: {
+        uint32_t version = d.U32();
+        (void)d.U64();  // sequence number
+        (void)d.U64();  // created
+        if (header || !d.done() || version != SpoolLog::kVersion) return Status::Corrupt("bad segment header");
+        header = true;
+        break;
+      }
+      case kMessage: {
+        SpoolMessage m;
+        m.id = ReadId(d);
+        m.received_ms = static_cast<int64_t>(d.U64());
+        m.client = d.Str(kMaxField);
+        m.helo = d.Str(kMaxField);
+        m.mail_from = d.Str(kMaxField);
+        uint32_t n = d.U32();
+        if (n == 0 || n > 100000) return Status::Corrupt("bad recipient count");
+        for (uint32_t i = 0; i < n && d.ok(); ++i) {
+          SpoolRecipient r;
+          r.address = d.Str(kMaxField);
+          r.user = d.Str(kMaxField);
+          r.detail = d.Str(kMaxField);
+          m.rcpts.push_back(std::move(r));
+        }
+        uint64_t len = d.U64();
+        if (len > rec.payload.size()) return Status::Corrupt("bad body length");
+        m.body.resize(len);
+        d.Bytes(m.body.data(), len);
+        if (!d.done()) return Status::Corrupt("malformed message record");
+        out.messages.push_back(std::move(m));
+        break;
+      }
+      case kDone: {
+        SegmentContents::Done done;
+        done.id = ReadId(d);
+        done.rcpt = d.U32();
+        uint8_t st = d.U8();
+        if (!d.done() || st < 1 || st > 2) return Status::Corrupt("malformed done record");
+        done.state = static_cast<RcptState>(st);
+        out.done.push_back(done);
+        break;
+      }
+      default:
+        return Status::Corrupt("unknown spool record type " + std::to_string(rec.type));
+    }
+    if (!header) return Status::Corrupt("segment does not start with a header");
+  }
+  return out;
+}
+
+std::string SpoolLog::SegmentPath(uint64_t seq) const {
+  char name[32];
+  std::snprintf(name, sizeof name, "%016llx.seg", static_cast<unsigned long long>(seq));
+  return JoinPath(dir_, name);
+}
+
+Result<std::unique_ptr<SpoolLog>> SpoolLog::Open(Fs& fs, const std::string& dir, Options opts,
+                                                  std::vector<SpoolEntry>* unretired) {
+  Status made = fs.MkDir(dir, 0700);
+  if (made.ok()) {
+    HF_RETURN_IF_ERROR(fs.SyncDir(DirName(dir)));
+  } else if (made.kind() != Status::Kind::kExists) {
+    return made;
+  }
+  std::unique_ptr<SpoolLog> log(new SpoolLog(fs, dir, opts));
+  HF_RETURN_IF_ERROR(log->Replay(unretired));
+  return log;
+}
+
+Status SpoolLog::Replay(std::vector<SpoolEntry>* unretired) {
+  HF_ASSIGN_OR_RETURN(segments_, ListSegments(fs_, dir_));
+  std::map<MessageId, SpoolEntry> entries;
+  for (size_t i = 0; i < segments_.size(); ++i) {
+    const uint64_t seq = segments_[i];
+    const std::string path = SegmentPath(seq);
+    HF_ASSIGN_OR_RETURN(std::string bytes, fs_.ReadFile(path));
+    auto parsed = ParseSegment(bytes);
+    if (!parsed.ok()) return Status::Corrupt(path + ": " + parsed.status().message() + " (nothing was removed)");
+    const bool last = i + 1 == segments_.size();
+    if (parsed->torn && !last) return Status::Corrupt(path + ": torn in the middle of the spool (nothing was removed)");
+    if (parsed->valid_end == 0) {
+      // Created but its header never became durable: holds nothing.
+      HF_RETURN_IF_ERROR(fs_.Unlink(path));
+      HF_RETURN_IF_ERROR(fs_.SyncDir(dir_));
+      segments_.erase(segments_.begin() + static_cast<long>(i));
+      --i;
+      continue;
+    }
+    if (parsed->torn) {
+      // The last append never got its fdatasync, so nothing in it was acknowledged.
+      HF_ASSIGN_OR_RETURN(auto f, fs_.OpenAppend(path));
+      HF_RETURN_IF_ERROR(f->Truncate(parsed->valid_end));
+      HF_RETURN_IF_ERROR(f->SyncData());
+    }
+    for (auto& m : parsed->messages) {
+      SpoolEntry& e = entries[m.id];
+      e.state.assign(m.rcpts.size(), RcptState::kPending);
+      e.segment = seq;
+      e.msg = std::move(m);
+    }
+    for (const auto& d : parsed->done) {
+      auto it = entries.find(d.id);
+      if (it != entries.end() && d.rcpt < it->second.state.size()) it->second.state[d.rcpt] = d.state;
+    }
+    if (last) {
+      HF_ASSIGN_OR_RETURN(active_, fs_.OpenAppend(path));
+      active_seq_ = seq;
+      active_size_ = parsed->valid_end;
+    }
+  }
+  for (auto& [id, e] : entries) {
+    uint32_t pending = static_cast<uint32_t>(std::count(e.state.begin(), e.state.end(), RcptState::kPending));
+    if (pending == 0) continue;
+    tracked_[id] = Tracked{e.segment, pending, e.state};
+    ++live_per_segment_[e.segment];
+    if (unretired != nullptr) unretired->push_back(std::move(e));
+  }
+  if (!active_) HF_RETURN_IF_ERROR(StartSegment(segments_.empty() ? 1 : segments_.back() + 1));
+  return Status::Ok();
+}
+
+Result<std::vector<SpoolEntry>> SpoolLog::Inspect(Fs& fs, const std::string& dir) {
+  SpoolLog reader(fs, dir, Options{});
+  HF_ASSIGN_OR_RETURN(auto segments, ListSegments(fs, dir));
+  std::map<MessageId, SpoolEntry> entries;
+  for (uint64_t seq : segments) {
+    auto bytes = fs.ReadFile(reader.SegmentPath(seq));
+    if (!bytes.ok()) {
+      if (bytes.status().kind() == Status::Kind::kNotFound) continue;  // retired meanwhile
+      return bytes.status();
+    }
+    HF_ASSIGN_OR_RETURN(auto parsed, ParseSegment(*bytes));
+    for (auto& m : parsed.messages) {
+      SpoolEntry& e = entries[m.id];
+      e.state.assign(m.rcpts.size(), RcptState::kPending);
+      e.segment = seq;
+      e.msg = std::move(m);
+    }
+    for (const auto& d : parsed.done) {
+      auto it = entries.find(d.id);
+      if (it != entries.end() && d.rcpt < it->second.state.size()) it->second.state[d.rcpt] = d.state;
+    }
+  }
+  std::vector<SpoolEntry> out;
+  for (auto& [id, e] : entries) {
+    if (!e.Retired()) out.push_back(std::move(e));
+  }
+  return out;
+}
+
+Status SpoolLog::StartSegment(uint64_t seq) {
+  HF_ASSIGN_OR_RETURN(auto file, fs_.CreateExclusive(SegmentPath(seq), 0600));
+  Encoder h;
+  h.U32(kVersion).U64(seq).U64(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                         std::chrono::system_clock::now().time_since_epoch())
+                                                         .count()));
+  std::string frame = EncodeRecord(kSegmentHeader, h.data());
+  HF_RETURN_IF_ERROR(file->Append(frame));
+  active_ = std::move(file);
+  active_seq_ = seq;
+  active_size_ = frame.size();
+  if (segments_.empty() || segments_.back() != seq) segments_.push_back(seq);
+  dir_dirty_ = true;
+  return Status::Ok();
+}
+
+Status SpoolLog::Append(const std::string& frame) {
+  if (active_size_ >= opts_.segment_bytes) {
+    // Older segments are always fully durable: Sync() only syncs the active one.
+    HF_RETURN_IF_ERROR(Sync());
+    HF_RETURN_IF_ERROR(StartSegment(active_seq_ + 1));
+  }
+  Status s = active_->Append(frame);
+  if (!s.ok()) {
+    // A partial frame would be a torn tail in the middle of later appends: cut it.
+    (void)active_->Truncate(active_size_);
+    return s;
+  }
+  active_size_ += frame.size();
+  return Status::Ok();
+}
+
+Status SpoolLog::AppendMessage(const SpoolMessage& msg) {
+  if (msg.rcpts.empty()) return Status::Invalid("a spooled message needs a recipient");
+  if (tracked_.count(msg.id) != 0) return Status::Invalid("message " + msg.id.ToString() + " is already spooled");
+  HF_RETURN_IF_ERROR(Append(EncodeMessage(msg)));
+  tracked_[msg.id] = Tracked{active_seq_, static_cast<uint32_t>(msg.rcpts.size()),
+                             std::vector<RcptState>(msg.rcpts.size(), RcptState::kPending)};
+  ++live_per_segment_[active_seq_];
+  return Status::Ok();
+}
+
+Status SpoolLog::AppendDone(const MessageId& id, uint32_t rcpt, RcptState state) {
+  auto it = tracked_.find(id);
+  if (it == tracked_.end() || rcpt >= it->second.state.size()) return Status::Invalid("unknown spool recipient");
+  if (it->second.state[rcpt] != RcptState::kPending) return Status::Ok();
+  Encoder e;
+  e.Bytes(id.bytes().data(), 16).U32(rcpt).U8(static_cast<uint8_t>(state));
+  HF_RETURN_IF_ERROR(Append(EncodeRecord(kDone, e.data())));
+  it->second.state[rcpt] = state;
+  if (--it->second.pending == 0) {
+    --live_per_segment_[it->second.segment];
+    tracked_.erase(it);
+  }
+  return Status::Ok();
+}
+
+Status SpoolLog::Sync() {
+  HF_RETURN_IF_ERROR(active_->SyncData());
+  if (dir_dirty_) {
+    HF_RETURN_IF_ERROR(fs_.SyncDir(dir_));
+    dir_dirty_ = false;
+  }
+  return Status::Ok();
+}
+
+Status SpoolLog::RemoveRetiredSegments() {
+  bool removed = false;
+  while (segments_.size() > 1 && live_per_segment_[segments_.front()] == 0) {
+    // Every message in it has all its copies durable in mailboxes.
+    HF_RETURN_IF_ERROR(fs_.Unlink(SegmentPath(segments_.front())));
+    live_per_segment_.erase(segments_.front());
+    segments_.erase(segments_.begin());
+    removed = true;
+  }
+  return removed ? fs_.SyncDir(dir_) : Status::Ok();
+}
+
+size_t SpoolLog::unretired() const { return tracked_.size(); }
+
+}  // namespace holdfast
