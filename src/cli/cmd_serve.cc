@@ -1,31 +1,37 @@
-// holdfast serve: the daemon (LMTP, POP3, filters). Not built yet: the LMTP
-// and POP3 servers are the next issues. Until then it says so plainly and
-// explains how mail gets in today, rather than pretending to listen.
-#include <iostream>
-
+// holdfast serve: the daemon (docs/cli.md, docs/lmtp.md).
 #include "cli/commands.h"
+#include "server/server.h"
 
 namespace holdfast::cli {
 namespace {
 
-int Serve(Context& ctx) {
-  std::cout << "holdfast serve: the LMTP and POP3 listeners are not built yet.\n"
-               "Today mail is delivered with the local delivery agent, for example:\n\n"
-               "  printf 'Subject: hi\\n\\nhello\\n' | build/holdfast --data "
-            << ctx.data_dir()
-            << " deliver -u demo -f you@example.org\n"
-               "  build/holdfast --data "
-            << ctx.data_dir()
-            << " mailbox list demo\n\n"
-               "Dovecot (or mutt, notmuch) can read DATA/mail/USER as a Maildir; DATA/users is a Dovecot passwd-file.\n";
-  return EX_UNAVAILABLE;
-}
+struct ServeArgs {
+  std::string lmtp;
+  std::string lmtp_unix;
+};
 
 }  // namespace
 
 void AddServeCommand(CLI::App& app, Runner* run) {
-  CLI::App* sub = app.add_subcommand("serve", "Run the daemon (LMTP and POP3: not built yet; prints how to deliver).");
-  sub->callback([run] { *run = [](Context& c) { return Serve(c); }; });
+  auto args = std::make_shared<ServeArgs>();
+  CLI::App* sub = app.add_subcommand(
+      "serve",
+      "Run the daemon: LMTP on 127.0.0.1:2424 by default, in front of the durable spool.\n"
+      "Recovery runs before the first connection. SIGTERM drains and exits 0; SIGHUP reloads\n"
+      "the configuration and reopens the log file. Logs: one event a line on stderr (or log.file).");
+  sub->add_option("--lmtp", args->lmtp, "LMTP listener ADDR:PORT (overrides lmtp.listen)");
+  sub->add_option("--lmtp-unix", args->lmtp_unix, "LMTP on a UNIX socket at this path (overrides lmtp.unix_socket)");
+  sub->callback([run, args] {
+    *run = [args](Context& ctx) {
+      ServeOptions o;
+      o.data_dir = ctx.data_dir();
+      o.config_path = ctx.config_path();
+      o.config = ctx.config();
+      o.lmtp_listen = args->lmtp;
+      o.lmtp_unix = args->lmtp_unix;
+      return RunServer(std::move(o));
+    };
+  });
 }
 
 }  // namespace holdfast::cli

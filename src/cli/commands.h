@@ -17,5 +17,6 @@ void AddUserCommand(CLI::App& app, Runner* run);
 void AddMailboxCommand(CLI::App& app, Runner* run);
 void AddFsckCommand(CLI::App& app, Runner* run);
 void AddServeCommand(CLI::App& app, Runner* run);
+void AddQueueCommand(CLI::App& app, Runner* run);
 
 }  // namespace holdfast::cli

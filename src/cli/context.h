@@ -33,6 +33,7 @@ class Context {
   Fs& fs() { return PosixFs(); }
   const Config& config() const { return config_; }
   const std::string& data_dir() const { return data_dir_; }
+  const std::string& config_path() const { return opts_.config_path; }
   std::string MailboxDir(const UserName& user) const;
   MailboxOptions MailboxOpts() const;
   // Creates DATA and DATA/mail if missing (durably).

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   AddMailboxCommand(app, &run);
   AddFsckCommand(app, &run);
   AddServeCommand(app, &run);
+  AddQueueCommand(app, &run);
 
   try {
     app.parse(argc, argv);

@@ -233,6 +233,8 @@ Config DefaultConfig() {
     if (!HostnameByteOk(ch)) ch = '_';
   }
   if (c.hostname.empty()) c.hostname = "localhost";
+  c.lmtp.local_domains = {"localhost"};
+  if (c.hostname != "localhost" && CheckDomain(c.hostname).ok()) c.lmtp.local_domains.push_back(c.hostname);
   return c;
 }
 

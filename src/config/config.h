@@ -29,7 +29,7 @@ struct Config {
   struct Lmtp {
     std::string listen = "127.0.0.1:2424";       // ADDR:PORT, "" for none
     std::string unix_socket;                      // path, "" for none
-    std::vector<std::string> local_domains;       // user@DOMAIN reaches user
+    std::vector<std::string> local_domains;       // user@DOMAIN reaches user; default: localhost + hostname
     int64_t max_connections = 100;                // 1 .. 100000
     int64_t idle_timeout_ms = 300000;             // 1000 .. 3600000
     int64_t max_recipients = 1000;                // 1 .. 100000

@@ -79,7 +79,7 @@ uint64_t MessageId::UnixMillis() const {
 std::string MessageId::ToString() const {
   // 128 bits as 26 base32 digits: the first digit carries the top 3 bits.
   std::string out(kTextLength, '0');
-  unsigned __int128 v = 0;
+  __extension__ unsigned __int128 v = 0;
   for (uint8_t b : bytes_) v = (v << 8) | b;
   for (int i = static_cast<int>(kTextLength) - 1; i >= 0; --i) {
     out[static_cast<size_t>(i)] = kAlphabet[static_cast<unsigned>(v & 31)];
@@ -90,7 +90,7 @@ std::string MessageId::ToString() const {
 
 std::optional<MessageId> MessageId::Parse(std::string_view text) {
   if (text.size() != kTextLength) return std::nullopt;
-  unsigned __int128 v = 0;
+  __extension__ unsigned __int128 v = 0;
   for (size_t i = 0; i < kTextLength; ++i) {
     int d = DecodeChar(text[i]);
     if (d < 0) return std::nullopt;

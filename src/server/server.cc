@@ -1,0 +1,342 @@
+#include "server/server.h"
+
+#include <sysexits.h>
+
+#include <asio.hpp>
+#include <atomic>
+#include <memory>
+#include <set>
+
+#include "fs/fs.h"
+#include "lmtp/address.h"
+#include "lmtp/lmtp_session.h"
+#include "server/logger.h"
+#include "spool/spool.h"
+#include "users/user_name.h"
+#include "users/users_file.h"
+
+namespace holdfast {
+namespace {
+
+using asio::awaitable;
+using asio::use_awaitable;
+using tcp = asio::ip::tcp;
+using unix_socket = asio::local::stream_protocol;
+
+constexpr auto kDrainDeadline = std::chrono::seconds(30);
+
+// Waits for the spool's durable-commit callback without blocking the loop.
+template <typename Token>
+auto AsyncSubmit(Spool& spool, SpoolMessage msg, Token&& token) {
+  return asio::async_initiate<Token, void(Status)>(
+      [&spool](auto handler, SpoolMessage m) {
+        auto ex = asio::get_associated_executor(handler);
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        spool.Submit(std::move(m), [ex, h](Status s) { asio::post(ex, [h, s]() mutable { (*h)(s); }); });
+      },
+      token, std::move(msg));
+}
+
+std::string Kv(std::string_view v) {
+  std::string out;
+  bool quote = v.empty() || v.find_first_of(" \"=") != std::string_view::npos;
+  for (char c : v) {
+    auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') out += '\\';
+    out += (u < 0x20 || u == 0x7f) ? '?' : c;
+  }
+  return quote ? "\"" + out + "\"" : out;
+}
+
+class Server {
+ public:
+  Server(ServeOptions opts, Logger& log) : opts_(std::move(opts)), log_(log), signals_(io_, SIGTERM, SIGINT, SIGHUP) {}
+
+  int Run() {
+    if (Status s = Recover(); !s.ok()) {
+      log_.Error("event=startup_failed reason=" + Kv(s.ToString()));
+      return EX_TEMPFAIL;
+    }
+    if (Status s = Listen(); !s.ok()) {
+      log_.Error("event=startup_failed reason=" + Kv(s.ToString()));
+      spool_->Stop(std::chrono::milliseconds(0));
+      return EX_UNAVAILABLE;
+    }
+    WaitForSignal();
+    log_.Info("event=ready");
+    io_.run();
+    spool_->Stop(std::chrono::seconds(10));
+    auto st = spool_->stats();
+    log_.Info("event=stopped accepted=" + std::to_string(st.accepted) + " delivered=" + std::to_string(st.delivered) +
+              " unretired=" + std::to_string(st.unretired));
+    return EX_OK;
+  }
+
+ private:
+  // Recovery before the first connection (seed 002): every mailbox's
+  // leftovers, then the spool's replay (its deliveries run in the background).
+  Status Recover() {
+    Fs& fs = PosixFs();
+    HF_RETURN_IF_ERROR(fs.EnsureDir(opts_.data_dir));
+    const std::string mail = JoinPath(opts_.data_dir, "mail");
+    HF_RETURN_IF_ERROR(fs.EnsureDir(mail));
+    HF_ASSIGN_OR_RETURN(auto users, fs.ReadDir(mail));
+    MailboxOptions mo;
+    mo.hostname = opts_.config.hostname;
+    mo.lock_timeout = std::chrono::milliseconds(opts_.config.delivery.lock_timeout_ms);
+    size_t recovered = 0;
+    for (const auto& u : users) {
+      if (!UserName::Parse(u).ok()) continue;
+      auto box = Mailbox::Open(fs, JoinPath(mail, u), mo);
+      if (!box.ok()) {
+        log_.Warn("event=recovery_failed mailbox=" + Kv(u) + " reason=" + Kv(box.status().ToString()));
+        continue;
+      }
+      for (const auto& line : (*box)->recovery_log()) log_.Info("event=recovered mailbox=" + Kv(u) + " action=" + Kv(line));
+      ++recovered;
+    }
+    Spool::Options so;
+    so.log.segment_bytes = static_cast<uint64_t>(opts_.config.spool.segment_bytes);
+    so.mail_dir = mail;
+    so.mailbox = mo;
+    so.trace = TraceOptions{opts_.config.delivery.add_return_path, opts_.config.delivery.add_delivered_to};
+    so.log_line = [this](const std::string& l) { log_.Info("event=spool " + l); };
+    HF_ASSIGN_OR_RETURN(spool_, Spool::Start(fs, JoinPath(opts_.data_dir, "spool"), so));
+    log_.Info("event=recovery_done mailboxes=" + std::to_string(recovered) +
+              " spool_unretired=" + std::to_string(spool_->stats().unretired));
+    return Status::Ok();
+  }
+
+  Status Listen() {
+    std::string addr = opts_.lmtp_listen.empty() ? opts_.config.lmtp.listen : opts_.lmtp_listen;
+    std::string path = opts_.lmtp_unix.empty() ? opts_.config.lmtp.unix_socket : opts_.lmtp_unix;
+    if (addr.empty() && path.empty()) return Status::Invalid("no LMTP listener configured");
+    try {
+      if (!addr.empty()) {
+        auto colon = addr.rfind(':');
+        std::string host = addr.substr(0, colon);
+        if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+        auto ep = tcp::endpoint(asio::ip::make_address(host),
+                                static_cast<unsigned short>(std::stoul(addr.substr(colon + 1))));
+        tcp_ = std::make_unique<tcp::acceptor>(io_, ep);  // SO_REUSEADDR is asio's default
+        asio::co_spawn(io_, AcceptLoop(*tcp_), asio::detached);
+        log_.Info("event=listening protocol=lmtp address=" + Kv(addr));
+      }
+      if (!path.empty()) {
+        // A socket file left by a crash would make bind fail; it holds no data.
+        Status s = PosixFs().Unlink(path);
+        if (!s.ok() && s.kind() != Status::Kind::kNotFound) return s;
+        unix_ = std::make_unique<unix_socket::acceptor>(io_, unix_socket::endpoint(path));
+        asio::co_spawn(io_, AcceptLoop(*unix_), asio::detached);
+        log_.Info("event=listening protocol=lmtp socket=" + Kv(path));
+      }
+    } catch (const std::exception& e) {
+      return Status::Io("cannot listen on " + (addr.empty() ? path : addr) + ": " + e.what());
+    }
+    return Status::Ok();
+  }
+
+  template <typename Acceptor>
+  awaitable<void> AcceptLoop(Acceptor& acceptor) {
+    for (;;) {
+      std::error_code ec;
+      auto sock = co_await acceptor.async_accept(asio::redirect_error(use_awaitable, ec));
+      if (ec) {
+        if (ec == asio::error::operation_aborted || draining_) co_return;
+        log_.Warn("event=accept_failed reason=" + Kv(ec.message()));
+        continue;
+      }
+      asio::co_spawn(io_, Serve(std::move(sock)), asio::detached);
+    }
+  }
+
+  template <typename Socket>
+  static std::string PeerOf(Socket& sock) {
+    std::error_code ec;
+    if constexpr (std::is_same_v<Socket, tcp::socket>) {
+      auto ep = sock.remote_endpoint(ec);
+      if (!ec) return ep.address().to_string() + ":" + std::to_string(ep.port());
+    }
+    return "local";
+  }
+
+  lmtp::RcptCheck Resolve(const std::string& address, lmtp::Recipient* out) {
+    auto target = lmtp::MapAddressToUser(address, opts_.config.lmtp.local_domains);
+    if (!target) return lmtp::RcptCheck::kUnknown;
+    auto name = UserName::Parse(target->user);
+    if (!name.ok()) return lmtp::RcptCheck::kUnknown;
+    UsersFile users(PosixFs(), opts_.data_dir);
+    auto found = users.Find(*name);
+    if (!found.ok()) {
+      log_.Warn("event=users_file_error reason=" + Kv(found.status().ToString()));
+      return lmtp::RcptCheck::kTempFail;
+    }
+    if (!found->has_value()) return lmtp::RcptCheck::kUnknown;
+    out->user = name->str();
+    out->detail = target->detail;
+    return lmtp::RcptCheck::kOk;
+  }
+
+  lmtp::Limits Limits() const {
+    const Config& c = opts_.config;
+    lmtp::Limits l;
+    l.max_command_line = static_cast<size_t>(c.lmtp.max_command_line);
+    l.max_data_line = static_cast<size_t>(c.lmtp.max_data_line);
+    l.max_message_size = static_cast<uint64_t>(c.delivery.max_message_size);
+    l.max_recipients = static_cast<size_t>(c.lmtp.max_recipients);
+    l.max_bytes_before_lhlo = static_cast<size_t>(c.lmtp.max_bytes_before_lhlo);
+    return l;
+  }
+
+  template <typename Socket>
+  awaitable<void> Serve(Socket sock) {
+    const std::string peer = PeerOf(sock);
+    if (sessions_ >= static_cast<size_t>(opts_.config.lmtp.max_connections)) {
+      log_.Warn("event=connection_refused client=" + Kv(peer) + " reason=too_many_connections");
+      std::error_code ec;
+      co_await asio::async_write(sock, asio::buffer(std::string("421 4.3.2 too many connections, try later\r\n")),
+                                 asio::redirect_error(use_awaitable, ec));
+      co_return;
+    }
+    ++sessions_;
+    struct Leave {
+      Server* s;
+      ~Leave() {
+        if (--s->sessions_ == 0 && s->draining_) s->io_.stop();
+      }
+    } leave{this};
+    log_.Info("event=connect protocol=lmtp client=" + Kv(peer));
+
+    lmtp::Session session(opts_.config.hostname, Limits(),
+                          [this](const std::string& a, lmtp::Recipient* r) { return Resolve(a, r); });
+    session.set_client(peer);
+    asio::steady_timer idle(io_);
+    const auto idle_after = std::chrono::milliseconds(opts_.config.lmtp.idle_timeout_ms);
+    bool timed_out = false;
+    auto arm = [&] {
+      idle.expires_after(idle_after);
+      idle.async_wait([&](std::error_code ec) {
+        if (ec) return;
+        timed_out = true;
+        std::error_code ignore;
+        sock.cancel(ignore);
+      });
+    };
+    std::string out = session.Greeting();
+    std::vector<char> buf(64 * 1024);
+    std::error_code ec;
+    size_t messages = 0;
+    for (;;) {
+      if (!out.empty()) {
+        co_await asio::async_write(sock, asio::buffer(out), asio::redirect_error(use_awaitable, ec));
+        out.clear();
+        if (ec) break;
+      }
+      if (session.closed()) break;
+      arm();
+      size_t n = co_await sock.async_read_some(asio::buffer(buf), asio::redirect_error(use_awaitable, ec));
+      idle.cancel();
+      if (timed_out) {
+        session.Abort("4.4.2", "idle too long, closing", &out);
+        co_await asio::async_write(sock, asio::buffer(out), asio::redirect_error(use_awaitable, ec));
+        log_.Info("event=idle_timeout client=" + Kv(peer));
+        break;
+      }
+      if (ec) break;  // the client went away: nothing it sent was acknowledged
+      lmtp::Event ev = session.Feed(std::string_view(buf.data(), n), &out);
+      while (ev.kind == lmtp::Event::Kind::kMessage) {
+        // The replies before the message go out first (pipelining keeps order).
+        if (!out.empty()) {
+          co_await asio::async_write(sock, asio::buffer(out), asio::redirect_error(use_awaitable, ec));
+          out.clear();
+        }
+        SpoolMessage m;
+        m.id = MessageId::Generate();
+        m.received_ms = static_cast<int64_t>(m.id.UnixMillis());
+        m.client = peer;
+        m.helo = ev.envelope.helo;
+        m.mail_from = ev.envelope.mail_from;
+        for (const auto& r : ev.envelope.rcpts) m.rcpts.push_back(SpoolRecipient{r.address, r.user, r.detail});
+        const size_t size = ev.body.size();
+        m.body = std::move(ev.body);
+        const std::string id = m.id.ToString();
+        // 250 only once the spool record is durable (seed 001).
+        Status st = co_await AsyncSubmit(*spool_, std::move(m), use_awaitable);
+        std::vector<lmtp::Reply> replies;
+        for (const auto& r : ev.envelope.rcpts) {
+          replies.push_back(st.ok() ? lmtp::Reply{250, "2.0.0", "<" + r.address + "> " + id + " accepted"}
+                                    : lmtp::Reply{451, "4.3.0", "<" + r.address + "> temporary failure, try again later"});
+        }
+        log_.Info(std::string("event=") + (st.ok() ? "accepted" : "temp_failed") + " id=" + id + " client=" + Kv(peer) +
+                  " from=" + Kv(ev.envelope.mail_from) + " rcpts=" + std::to_string(replies.size()) +
+                  " size=" + std::to_string(size) + (st.ok() ? "" : " reason=" + Kv(st.ToString())));
+        ++messages;
+        ev = session.CompleteMessage(replies, &out);
+      }
+    }
+    idle.cancel();
+    log_.Info("event=disconnect client=" + Kv(peer) + " messages=" + std::to_string(messages));
+  }
+
+  void WaitForSignal() {
+    signals_.async_wait([this](std::error_code ec, int sig) {
+      if (ec) return;
+      if (sig == SIGHUP) {
+        Reload();
+        WaitForSignal();
+        return;
+      }
+      log_.Info(std::string("event=draining signal=") + (sig == SIGTERM ? "TERM" : "INT") +
+                " sessions=" + std::to_string(sessions_));
+      draining_ = true;
+      std::error_code ignore;
+      if (tcp_) tcp_->close(ignore);
+      if (unix_) unix_->close(ignore);
+      if (sessions_ == 0) {
+        io_.stop();
+        return;
+      }
+      // Sessions in flight get time to finish; then the loop stops anyway
+      // (what they had not been told 250 for was never acknowledged).
+      drain_timer_ = std::make_unique<asio::steady_timer>(io_, kDrainDeadline);
+      drain_timer_->async_wait([this](std::error_code e) {
+        if (!e) io_.stop();
+      });
+      WaitForSignal();  // a second signal stops at once
+    });
+  }
+
+  void Reload() {
+    auto fresh = ResolveConfig(PosixFs(), opts_.data_dir, opts_.config_path);
+    if (!fresh.ok()) {
+      log_.Warn("event=reload_failed reason=" + Kv(fresh.status().message()) + " (keeping the old configuration)");
+      return;
+    }
+    opts_.config = std::move(fresh).value();
+    log_.set_level(Logger::ParseLevel(opts_.config.log.level));
+    log_.Reopen();
+    log_.Info("event=reloaded");
+  }
+
+  ServeOptions opts_;
+  Logger& log_;
+  asio::io_context io_;
+  asio::signal_set signals_;
+  std::unique_ptr<Spool> spool_;
+  std::unique_ptr<tcp::acceptor> tcp_;
+  std::unique_ptr<unix_socket::acceptor> unix_;
+  std::unique_ptr<asio::steady_timer> drain_timer_;
+  size_t sessions_ = 0;
+  bool draining_ = false;
+};
+
+}  // namespace
+
+int RunServer(ServeOptions opts) {
+  Logger log(Logger::ParseLevel(opts.config.log.level), opts.config.log.file);
+  log.Info("event=starting data=" + Kv(opts.data_dir));
+  Server server(std::move(opts), log);
+  return server.Run();
+}
+
+}  // namespace holdfast
