@@ -133,6 +133,9 @@ void Spool::DeliveryLoop() {
       }
       if (!w.entry.Retired()) {
         ++stats_.delivery_failures;
+        // A failed commit may still have left the copy in the mailbox (say
+        // the directory fsync failed after the rename): check, like a replay.
+        w.replayed = true;
         w.due = std::chrono::steady_clock::now() + opts_.retry_delay;
         deliveries_.push_back(std::move(w));
       }
@@ -143,7 +146,6 @@ void Spool::DeliveryLoop() {
 }
 
 std::vector<std::pair<uint32_t, RcptState>> Spool::DeliverEntry(SpoolEntry& e, bool replayed) {
-  static std::set<std::string> scanned;  // mailboxes whose directory this process has adopted
   std::vector<std::pair<uint32_t, RcptState>> done;
   const SpoolMessage& m = e.msg;
   // One copy per mailbox, even if two recipients map to the same user.
@@ -166,7 +168,7 @@ std::vector<std::pair<uint32_t, RcptState>> Spool::DeliverEntry(SpoolEntry& e, b
     if (replayed) {
       // Delivered before the crash, maybe even fetched and deleted since:
       // the mailbox knows the MessageId either way.
-      Status r = box->Refresh(scanned.insert(user).second);
+      Status r = box->Refresh(scanned_.insert(user).second);
       if (!r.ok()) {
         Log("deliver " + m.id.ToString() + " to " + user + ": " + r.ToString());
         box.reset();

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -91,6 +92,7 @@ class Spool {
   bool delivering_ = false;
   Stats stats_;
   std::map<std::string, std::unique_ptr<Mailbox>> boxes_;  // delivery thread only
+  std::set<std::string> scanned_;  // mailboxes whose directory this Spool has caught up with
   std::thread commit_thread_, delivery_thread_;
 };
 
