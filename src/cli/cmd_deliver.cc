@@ -77,8 +77,10 @@ int Deliver(Context& ctx, const DeliverArgs& args) {
     return EX_DATAERR;
   }
   // The added headers take the line ending of the first line: read until it
-  // ends (a first line can be longer than one read; the size limit bounds it).
-  while (first->find('\n') == std::string::npos && first->size() <= limit) {
+  // ends (a first line can be longer than one read). Past 1 MiB without a
+  // line end the message is not a mail header anyway: LF it is.
+  constexpr size_t kFirstLineWait = 1 << 20;
+  while (first->find('\n') == std::string::npos && first->size() <= std::min<uint64_t>(limit, kFirstLineWait)) {
     auto more = ReadStdin(kChunk);
     if (!more.ok()) {
       PrintError(cmd, more.status().message());

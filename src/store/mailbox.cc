@@ -1,6 +1,7 @@
 #include "store/mailbox.h"
 
 #include <algorithm>
+#include <thread>
 #include <unordered_map>
 
 #include "store/maildir_name.h"
@@ -14,9 +15,14 @@ constexpr size_t kReadChunk = 1 << 16;
 // locked it yet; it is left for a later recovery (real clock only: SimFs
 // mtimes are small logical counters and always count as old).
 constexpr int64_t kTmpGraceNs = 10LL * 1000 * 1000 * 1000;
-// Extra directory passes before a message missing from one readdir is
-// believed gone: a concurrent rename can hide it from a single pass (seed 004).
+// Extra directory passes looking for a message missing from the first one:
+// a concurrent rename can hide it from a readdir pass (seed 004).
 constexpr int kMissingRetries = 3;
+// A pass proves absence only if new/ and cur/ did not change while it ran:
+// their mtimes equal before and after, and older than the pass's start by
+// more than the kernel's timestamp granularity (a jiffy, at most 10 ms), so
+// that any change during the pass would have moved them.
+constexpr int64_t kMtimeGranularityNs = 20LL * 1000 * 1000;
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -27,6 +33,17 @@ struct OnDisk {
   MaildirDir dir;
   std::string name;
 };
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+Result<std::pair<int64_t, int64_t>> DirMtimes(Fs& fs, const std::string& maildir) {
+  HF_ASSIGN_OR_RETURN(FileInfo n, fs.Stat(JoinPath(maildir, "new")));
+  HF_ASSIGN_OR_RETURN(FileInfo c, fs.Stat(JoinPath(maildir, "cur")));
+  return std::make_pair(n.mtime_ns, c.mtime_ns);
+}
 
 // One readdir pass over new/ and cur/, keyed by base name. A base in both
 // (another tool's link+unlink move, interrupted) counts as in cur/.
@@ -291,7 +308,19 @@ Status Mailbox::SyncWithDirectory(MailboxIndex& state, std::vector<IndexRecord>*
     changes->push_back(std::move(r));
     return Status::Ok();
   };
-  HF_ASSIGN_OR_RETURN(auto found, ScanDirs(fs_, dir_));
+  // Scans, and says whether the scan was a consistent snapshot (see
+  // kMtimeGranularityNs): only such a pass may prove a file gone.
+  auto scan = [this](bool* quiet) -> Result<std::unordered_map<std::string, OnDisk>> {
+    const int64_t start = NowNs();
+    HF_ASSIGN_OR_RETURN(auto before, DirMtimes(fs_, dir_));
+    HF_ASSIGN_OR_RETURN(auto found, ScanDirs(fs_, dir_));
+    HF_ASSIGN_OR_RETURN(auto after, DirMtimes(fs_, dir_));
+    *quiet = before == after && start - std::max(before.first, before.second) > kMtimeGranularityNs;
+    return found;
+  };
+  bool quiet = false;
+  HF_ASSIGN_OR_RETURN(auto found, scan(&quiet));
+  bool proven = quiet;
 
   std::vector<uint32_t> missing;
   std::vector<std::pair<uint32_t, OnDisk>> moved;
@@ -306,22 +335,37 @@ Status Mailbox::SyncWithDirectory(MailboxIndex& state, std::vector<IndexRecord>*
   }
   // A rename racing with readdir can hide a file from one pass; look again
   // before believing it is gone.
-  for (int pass = 0; pass < kMissingRetries && !missing.empty(); ++pass) {
-    HF_ASSIGN_OR_RETURN(auto again, ScanDirs(fs_, dir_));
+  auto look_again = [&]() -> Status {
+    HF_ASSIGN_OR_RETURN(auto again, scan(&quiet));
+    proven = proven || quiet;
     std::vector<uint32_t> still;
     for (uint32_t uid : missing) {
       const IndexEntry& e = *state.FindUid(uid);
       auto it = again.find(e.Base());
       if (it == again.end()) {
         still.push_back(uid);
-        continue;
+      } else if (it->second.dir != e.dir || it->second.name != e.name) {
+        moved.emplace_back(uid, it->second);
       }
-      if (it->second.dir != e.dir || it->second.name != e.name) moved.emplace_back(uid, it->second);
     }
     missing.swap(still);
+    return Status::Ok();
+  };
+  for (int pass = 0; pass < kMissingRetries && !missing.empty(); ++pass) HF_RETURN_IF_ERROR(look_again());
+  if (!missing.empty() && !proven) {
+    // Typically one removal a moment ago: once the timestamp granularity has
+    // passed, one more pass can prove it. A busy directory stays unproven.
+    std::this_thread::sleep_for(std::chrono::nanoseconds(kMtimeGranularityNs + 5000000));
+    HF_RETURN_IF_ERROR(look_again());
   }
   for (auto& [uid, where] : moved) HF_RETURN_IF_ERROR(emit(MoveRecord(uid, where)));
-  for (uint32_t uid : missing) HF_RETURN_IF_ERROR(emit(GoneRecord(*state.FindUid(uid), GoneReason::kVanished)));
+  // Without a quiet pass the directories were changing all along: keep the
+  // missing entries (under their last known names) rather than risk dropping
+  // a message that exists. A listing may then name a file another tool has
+  // just removed, but it never omits one that is there (invariant 6).
+  if (proven) {
+    for (uint32_t uid : missing) HF_RETURN_IF_ERROR(emit(GoneRecord(*state.FindUid(uid), GoneReason::kVanished)));
+  }
 
   // Files the index does not know. holdfast's own names carry their UID:
   // keep it when it is above every UID ever handed out (index lost or behind).
@@ -336,10 +380,20 @@ Status Mailbox::SyncWithDirectory(MailboxIndex& state, std::vector<IndexRecord>*
     return ua != ub ? ua < ub : a.parsed.base < b.parsed.base;
   });
   for (const Newcomer& n : newcomers) {
-    const std::string path = JoinPath(JoinPath(dir_, SubdirName(n.where.dir)), n.where.name);
-    auto digest = DigestFile(fs_, path);
+    OnDisk where = n.where;
+    auto digest = DigestFile(fs_, JoinPath(JoinPath(dir_, SubdirName(where.dir)), where.name));
+    for (int retry = 0; retry < kMissingRetries && !digest.ok() &&
+                        digest.status().kind() == Status::Kind::kNotFound;
+         ++retry) {
+      // Renamed between readdir and open: find it again by its base name.
+      HF_ASSIGN_OR_RETURN(auto again, ScanDirs(fs_, dir_));
+      auto it = again.find(n.parsed.base);
+      if (it == again.end()) break;
+      where = it->second;
+      digest = DigestFile(fs_, JoinPath(JoinPath(dir_, SubdirName(where.dir)), where.name));
+    }
     if (!digest.ok()) {
-      if (digest.status().kind() == Status::Kind::kNotFound) continue;  // moved meanwhile: next sync
+      if (digest.status().kind() == Status::Kind::kNotFound) continue;  // really gone meanwhile
       return digest.status();
     }
     IndexRecord add;
@@ -354,8 +408,8 @@ Status Mailbox::SyncWithDirectory(MailboxIndex& state, std::vector<IndexRecord>*
       e.uid = std::max(state.uid_next(), uid_floor_ + 1);
     }
     e.id = n.parsed.Identity();
-    e.dir = n.where.dir;
-    e.name = n.where.name;
+    e.dir = where.dir;
+    e.name = where.name;
     e.size = digest->size;
     e.vsize = digest->vsize;
     e.sha256 = digest->sha256;
