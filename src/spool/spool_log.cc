@@ -49,6 +49,20 @@ Result<std::vector<uint64_t>> ListSegments(Fs& fs, const std::string& dir) {
   return out;
 }
 
+// Folds one segment's records into the per-message state.
+void Collect(SegmentContents& parsed, uint64_t seq, std::map<MessageId, SpoolEntry>* entries) {
+  for (auto& m : parsed.messages) {
+    SpoolEntry& e = (*entries)[m.id];
+    e.state.assign(m.rcpts.size(), RcptState::kPending);
+    e.segment = seq;
+    e.msg = std::move(m);
+  }
+  for (const auto& d : parsed.done) {
+    auto it = entries->find(d.id);
+    if (it != entries->end() && d.rcpt < it->second.state.size()) it->second.state[d.rcpt] = d.state;
+  }
+}
+
 }  // namespace
 
 const char* RcptStateName(RcptState s) {
@@ -169,16 +183,7 @@ Status SpoolLog::Replay(std::vector<SpoolEntry>* unretired) {
       HF_RETURN_IF_ERROR(f->Truncate(parsed->valid_end));
       HF_RETURN_IF_ERROR(f->SyncData());
     }
-    for (auto& m : parsed->messages) {
-      SpoolEntry& e = entries[m.id];
-      e.state.assign(m.rcpts.size(), RcptState::kPending);
-      e.segment = seq;
-      e.msg = std::move(m);
-    }
-    for (const auto& d : parsed->done) {
-      auto it = entries.find(d.id);
-      if (it != entries.end() && d.rcpt < it->second.state.size()) it->second.state[d.rcpt] = d.state;
-    }
+    Collect(*parsed, seq, &entries);
     if (last) {
       HF_ASSIGN_OR_RETURN(active_, fs_.OpenAppend(path));
       active_seq_ = seq;
@@ -207,16 +212,7 @@ Result<std::vector<SpoolEntry>> SpoolLog::Inspect(Fs& fs, const std::string& dir
       return bytes.status();
     }
     HF_ASSIGN_OR_RETURN(auto parsed, ParseSegment(*bytes));
-    for (auto& m : parsed.messages) {
-      SpoolEntry& e = entries[m.id];
-      e.state.assign(m.rcpts.size(), RcptState::kPending);
-      e.segment = seq;
-      e.msg = std::move(m);
-    }
-    for (const auto& d : parsed.done) {
-      auto it = entries.find(d.id);
-      if (it != entries.end() && d.rcpt < it->second.state.size()) it->second.state[d.rcpt] = d.state;
-    }
+    Collect(parsed, seq, &entries);
   }
   std::vector<SpoolEntry> out;
   for (auto& [id, e] : entries) {
