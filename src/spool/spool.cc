@@ -99,18 +99,18 @@ void Spool::DeliveryLoop() {
     {
       std::unique_lock<std::mutex> l(mu_);
       for (;;) {
+        // Stop() already gave due work its deadline: leave the rest in the spool.
+        if (stopping_) {
+          delivering_ = false;
+          idle_cv_.notify_all();
+          return;
+        }
         auto now = std::chrono::steady_clock::now();
         auto it = std::find_if(deliveries_.begin(), deliveries_.end(), [&](const Work& x) { return x.due <= now; });
         if (it != deliveries_.end()) {
           w = std::move(*it);
           deliveries_.erase(it);
           break;
-        }
-        // Work delayed after a failure stays in the spool for the next start.
-        if (stopping_) {
-          delivering_ = false;
-          idle_cv_.notify_all();
-          return;
         }
         if (deliveries_.empty()) {
           delivery_cv_.wait(l);

@@ -212,6 +212,8 @@ Result<std::vector<SpoolEntry>> SpoolLog::Inspect(Fs& fs, const std::string& dir
       return bytes.status();
     }
     HF_ASSIGN_OR_RETURN(auto parsed, ParseSegment(*bytes));
+    // Only the segment being appended to may end in a torn (unfinished) record.
+    if (parsed.torn && seq != segments.back()) return Status::Corrupt("segment " + std::to_string(seq) + " is torn");
     Collect(parsed, seq, &entries);
   }
   std::vector<SpoolEntry> out;
@@ -228,7 +230,11 @@ Status SpoolLog::StartSegment(uint64_t seq) {
                                                          std::chrono::system_clock::now().time_since_epoch())
                                                          .count()));
   std::string frame = EncodeRecord(kSegmentHeader, h.data());
-  HF_RETURN_IF_ERROR(file->Append(frame));
+  if (Status s = file->Append(frame); !s.ok()) {
+    // Disk full, say: leave no empty segment behind to block the next try.
+    (void)fs_.Unlink(SegmentPath(seq));
+    return s;
+  }
   active_ = std::move(file);
   active_seq_ = seq;
   active_size_ = frame.size();

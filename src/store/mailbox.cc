@@ -322,7 +322,7 @@ Status Mailbox::SyncWithDirectory(MailboxIndex& state, std::vector<IndexRecord>*
   HF_ASSIGN_OR_RETURN(auto found, scan(&quiet));
   bool proven = quiet;
 
-  std::vector<uint32_t> missing;
+  std::vector<uint32_t> missing, confirmed;
   std::vector<std::pair<uint32_t, OnDisk>> moved;
   for (const auto& [uid, e] : state.live()) {
     auto it = found.find(e.Base());
@@ -331,6 +331,7 @@ Status Mailbox::SyncWithDirectory(MailboxIndex& state, std::vector<IndexRecord>*
       continue;
     }
     if (it->second.dir != e.dir || it->second.name != e.name) moved.emplace_back(uid, it->second);
+    if (!e.confirmed) confirmed.push_back(uid);
     found.erase(it);
   }
   // A rename racing with readdir can hide a file from one pass; look again
@@ -344,8 +345,9 @@ Status Mailbox::SyncWithDirectory(MailboxIndex& state, std::vector<IndexRecord>*
       auto it = again.find(e.Base());
       if (it == again.end()) {
         still.push_back(uid);
-      } else if (it->second.dir != e.dir || it->second.name != e.name) {
-        moved.emplace_back(uid, it->second);
+      } else {
+        if (it->second.dir != e.dir || it->second.name != e.name) moved.emplace_back(uid, it->second);
+        if (!e.confirmed) confirmed.push_back(uid);
       }
     }
     missing.swap(still);
@@ -359,6 +361,12 @@ Status Mailbox::SyncWithDirectory(MailboxIndex& state, std::vector<IndexRecord>*
     HF_RETURN_IF_ERROR(look_again());
   }
   for (auto& [uid, where] : moved) HF_RETURN_IF_ERROR(emit(MoveRecord(uid, where)));
+  for (uint32_t uid : confirmed) {
+    IndexRecord c;
+    c.type = RecordType::kConfirm;
+    c.uid = uid;
+    HF_RETURN_IF_ERROR(emit(std::move(c)));
+  }
   // Without a quiet pass the directories were changing all along: keep the
   // missing entries (under their last known names) rather than risk dropping
   // a message that exists. A listing may then name a file another tool has
@@ -414,7 +422,11 @@ Status Mailbox::SyncWithDirectory(MailboxIndex& state, std::vector<IndexRecord>*
     e.vsize = digest->vsize;
     e.sha256 = digest->sha256;
     add.uid = e.uid;
+    IndexRecord seen;
+    seen.type = RecordType::kConfirm;
+    seen.uid = e.uid;
     HF_RETURN_IF_ERROR(emit(std::move(add)));
+    HF_RETURN_IF_ERROR(emit(std::move(seen)));
   }
   return Status::Ok();
 }

@@ -47,6 +47,9 @@ std::string IndexRecord::Encode() const {
     case RecordType::kTombstone:
       e.U32(uid).Bytes(id.bytes().data(), 16);
       break;
+    case RecordType::kConfirm:
+      e.U32(uid);
+      break;
   }
   return EncodeRecord(static_cast<uint8_t>(type), e.data());
 }
@@ -115,6 +118,10 @@ Result<IndexRecord> IndexRecord::Decode(uint8_t type, std::string_view payload) 
       r.uid = d.U32();
       r.id = read_id();
       break;
+    case static_cast<uint8_t>(RecordType::kConfirm):
+      r.type = RecordType::kConfirm;
+      r.uid = d.U32();
+      break;
     default:
       return Status::Corrupt("unknown index record type " + std::to_string(type));
   }
@@ -164,8 +171,10 @@ Status MailboxIndex::Apply(const IndexRecord& r) {
         std::string base = it->second.Base();
         base_to_uid_.erase(base);
         gone_[base] = {r.uid, r.reason};
-        live_ids_.erase(it->second.id);
-        tombstones_[it->second.id] = r.uid;
+        if (live_ids_.count(it->second.id) && live_ids_[it->second.id] == r.uid) live_ids_.erase(it->second.id);
+        // Only a copy that was really there leaves a tombstone: an Add whose
+        // file never appeared must not stop a replay from delivering it.
+        if (it->second.confirmed || r.reason == GoneReason::kExpunged) tombstones_[it->second.id] = r.uid;
         retired_uids_.insert(r.uid);
         live_.erase(it);
       }
@@ -179,8 +188,19 @@ Status MailboxIndex::Apply(const IndexRecord& r) {
       if (r.uid != 0) retired_uids_.insert(r.uid);
       if (r.uid >= uid_next_) uid_next_ = r.uid + 1;
       return Status::Ok();
+    case RecordType::kConfirm: {
+      auto it = live_.find(r.uid);
+      if (it != live_.end()) it->second.confirmed = true;
+      return Status::Ok();
+    }
   }
   return Status::Corrupt("unknown record");
+}
+
+bool MailboxIndex::Knows(const MessageId& id) const {
+  if (tombstones_.count(id) != 0) return true;
+  auto it = live_ids_.find(id);
+  return it != live_ids_.end() && live_.at(it->second).confirmed;
 }
 
 const IndexEntry* MailboxIndex::FindUid(uint32_t uid) const {
@@ -223,8 +243,15 @@ std::vector<IndexRecord> MailboxIndex::Snapshot(uint64_t created_ms) const {
     add.type = RecordType::kAdd;
     add.entry = e;
     add.entry.expunge_requested = false;
+    add.entry.confirmed = false;
     add.uid = uid;
     out.push_back(add);
+    if (e.confirmed) {
+      IndexRecord c;
+      c.type = RecordType::kConfirm;
+      c.uid = uid;
+      out.push_back(c);
+    }
     if (e.expunge_requested) {
       IndexRecord req;
       req.type = RecordType::kExpungeRequest;

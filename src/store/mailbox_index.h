@@ -41,6 +41,9 @@ struct IndexEntry {
   uint64_t vsize = 0;              // size with every bare LF as CRLF
   std::array<uint8_t, 32> sha256{};
   bool expunge_requested = false;  // durable intent; recovery finishes it
+  // A directory scan has seen the file. A delivery's Add is written before
+  // its rename, so until then the copy may never have reached new/.
+  bool confirmed = false;
   std::string Path(const std::string& maildir) const;
   std::string Base() const;        // name up to ':'
   std::string Flags() const;       // letters after ":2,"
@@ -54,6 +57,7 @@ enum class RecordType : uint8_t {
   kGone = 5,            // uid, id, reason
   kUidNext = 6,         // next uid (written by compaction and rebuild)
   kTombstone = 7,       // id of a message that was here once (compaction keeps them)
+  kConfirm = 8,         // uid: a scan saw its file on disk
 };
 
 struct IndexRecord {
@@ -87,9 +91,10 @@ class MailboxIndex {
   std::optional<std::pair<uint32_t, GoneReason>> GoneBase(const std::string& base) const;
   // Whether `uid` belongs, or belonged, to some message this index knows.
   bool UidTaken(uint32_t uid) const { return live_.count(uid) != 0 || retired_uids_.count(uid) != 0; }
-  // Whether a message with this id is here or ever was (within the tombstone
-  // window): a replayed delivery must not bring a deleted message back.
-  bool Knows(const MessageId& id) const { return live_ids_.count(id) != 0 || tombstones_.count(id) != 0; }
+  // Whether a copy of this message was durably here -- seen on disk, or
+  // expunged by holdfast -- and so must not be delivered again by a replay,
+  // even if the user has deleted it since (within the tombstone window).
+  bool Knows(const MessageId& id) const;
 
   // The records that recreate this state in a fresh journal (compaction).
   // Tombstones of ids younger than kTombstoneWindowMs (by the clock in the

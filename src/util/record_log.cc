@@ -13,14 +13,20 @@ uint32_t LoadU32(const char* p) {
   return v;
 }
 
+// Whether the header at `pos` (which must be whole) checks out.
+bool HeaderOk(std::string_view data, size_t pos) {
+  uint32_t len = LoadU32(data.data() + pos + 4);
+  return data[pos + 8] != 0 && len <= kMaxRecordPayload &&
+         Crc32c(data.substr(pos + 4, 5)) == LoadU32(data.data() + pos + 9);
+}
+
 // A frame at `pos` that checks out: its total size, else 0.
 size_t GoodFrameAt(std::string_view data, size_t pos) {
-  if (data.size() - pos < kRecordHeaderSize) return 0;
-  uint32_t crc = LoadU32(data.data() + pos);
+  if (data.size() - pos < kRecordHeaderSize || !HeaderOk(data, pos)) return 0;
   uint32_t len = LoadU32(data.data() + pos + 4);
-  if (len > kMaxRecordPayload || data.size() - pos - kRecordHeaderSize < len) return 0;
-  if (data[pos + 8] == 0) return 0;  // type 0 is never written: zeroed space
-  if (Crc32c(data.substr(pos + 8, 1 + len)) != crc) return 0;
+  if (data.size() - pos - kRecordHeaderSize < len) return 0;
+  if (Crc32c(data.substr(pos + kRecordHeaderSize, len), Crc32c(data.substr(pos + 8, 1))) != LoadU32(data.data() + pos))
+    return 0;
   return kRecordHeaderSize + len;
 }
 
@@ -32,12 +38,15 @@ LogRecord RecordAt(std::string_view data, size_t pos, size_t frame) {
 }  // namespace
 
 std::string EncodeRecord(uint8_t type, std::string_view payload) {
-  std::string body;
-  body += static_cast<char>(type);
-  body += payload;
+  const char t = static_cast<char>(type);
+  Encoder len_type;
+  len_type.U32(static_cast<uint32_t>(payload.size())).U8(type);
   Encoder header;
-  header.U32(Crc32c(body)).U32(static_cast<uint32_t>(payload.size()));
-  return header.data() + body;
+  header.U32(Crc32c(payload, Crc32c(std::string_view(&t, 1))));
+  header.Bytes(len_type.data().data(), 5).U32(Crc32c(len_type.data()));
+  std::string out = header.data();
+  out += payload;
+  return out;
 }
 
 ParsedLog ParseRecordLog(std::string_view data) {
@@ -52,20 +61,15 @@ ParsedLog ParseRecordLog(std::string_view data) {
   out.valid_end = pos;
   if (pos == data.size()) return out;
 
-  // A crash tears only the last append: the bad frame runs to the end of the
-  // file, or what follows is zeroes. Anything else is damage.
-  bool torn = true;
-  if (data.size() - pos >= kRecordHeaderSize) {
-    uint64_t declared_end = pos + kRecordHeaderSize + LoadU32(data.data() + pos + 4);
-    bool all_zero = data.find_first_not_of('\0', pos) == std::string_view::npos;
-    torn = all_zero || declared_end >= data.size();
-    if (torn && !all_zero) {
-      // A plausible length that reaches past the end -- unless good frames
-      // follow within it, in which case the length itself is damaged.
-      for (size_t p = pos + 1; p + kRecordHeaderSize <= data.size(); ++p) {
-        if (GoodFrameAt(data, p) != 0) { torn = false; break; }
-      }
-    }
+  // A crash tears only the last append: its header is cut short, or whole
+  // (it checks out) with the payload running past the end of the file, or
+  // only zeroes follow (docs/persistence.md: appends survive as a prefix). A
+  // damaged header, or a bad payload that fits in the file, is damage --
+  // never cut off quietly, since it may have been acknowledged.
+  const size_t rest = data.size() - pos;
+  bool torn = rest < kRecordHeaderSize || data.find_first_not_of('\0', pos) == std::string_view::npos;
+  if (!torn && HeaderOk(data, pos)) {
+    torn = pos + kRecordHeaderSize + LoadU32(data.data() + pos + 4) > data.size();
   }
   out.tail = torn ? ParsedLog::Tail::kTorn : ParsedLog::Tail::kCorrupt;
   if (!torn) {

@@ -2,12 +2,16 @@
 // the mailbox index (and later the spool). Format: docs/storage.md, "Record
 // framing".
 //
-//   frame := crc32c:u32le  length:u32le  type:u8  payload[length]
-//   crc32c covers type and payload.
+//   frame := crc:u32le  length:u32le  type:u8  hcrc:u32le  payload[length]
+//   crc  = crc32c(type || payload)
+//   hcrc = crc32c(length || type)      the header's own checksum
 //
 // A reader distinguishes a torn tail (the last append was cut short by a
-// crash: drop it) from corruption in the middle (something else damaged the
-// file: salvage what still checks out and rebuild).
+// crash: drop it) from corruption (something else damaged the file: salvage
+// what still checks out and rebuild). The header checksum is what makes that
+// reliable: a frame whose header checks out but whose payload runs past the
+// end of the file was being written -- whatever its payload holds, even
+// bytes that look like frames (a message body can).
 #pragma once
 
 #include <cstdint>
@@ -17,7 +21,7 @@
 
 namespace holdfast {
 
-constexpr size_t kRecordHeaderSize = 9;
+constexpr size_t kRecordHeaderSize = 13;
 constexpr uint32_t kMaxRecordPayload = 1u << 30;  // spool records carry whole messages
 
 std::string EncodeRecord(uint8_t type, std::string_view payload);
