@@ -10,7 +10,7 @@ PACKAGES=(
   libssl-dev libcrypt-dev libcli11-dev libtomlplusplus-dev libfmt-dev
   libgtest-dev libgmock-dev libasio-dev
   # real peers and clients used by the tests and benchmarks
-  python3 dovecot-core dovecot-pop3d swaks util-linux
+  python3 dovecot-core dovecot-pop3d swaks util-linux postfix
 )
 
 missing=()
@@ -37,4 +37,6 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
   $SUDO chmod +x /usr/sbin/policy-rc.d
   trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
 fi
+# Postfix: no system configuration (the tests write private ones), no prompt.
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
