@@ -70,7 +70,7 @@ TEST(ConfigTest, DottedAndInlineKeys) {
 }
 
 TEST(ConfigTest, Limits) {
-  EXPECT_TRUE(ParseConfig("[delivery]\nmax_message_size = 1073741824\n", "x").ok());
+  EXPECT_TRUE(ParseConfig("[delivery]\nmax_message_size = 1072693248\n", "x").ok());
   EXPECT_TRUE(ParseConfig("[delivery]\nmax_message_size = 1\n", "x").ok());
   EXPECT_TRUE(ParseConfig("[delivery]\nlock_timeout_ms = 600000\n", "x").ok());
   for (auto level : {"debug", "info", "warn", "error"}) {
@@ -100,7 +100,7 @@ TEST(ConfigTest, UnknownTable) {
 
 TEST(ConfigTest, WrongType) {
   EXPECT_CONTAINS(ParseError("[delivery]\nmax_message_size = \"50M\"\n"),
-                  "key 'delivery.max_message_size' must be an integer from 1 to 1073741824");
+                  "key 'delivery.max_message_size' must be an integer from 1 to 1072693248");
   EXPECT_CONTAINS(ParseError("[delivery]\nmax_message_size = 1.5\n"), "must be an integer");
   EXPECT_CONTAINS(ParseError("[delivery]\nadd_return_path = \"yes\"\n"),
                   "key 'delivery.add_return_path' must be true or false");
@@ -112,7 +112,7 @@ TEST(ConfigTest, WrongType) {
 
 TEST(ConfigTest, OutOfRange) {
   std::string e = ParseError("[delivery]\nmax_message_size = 0\n");
-  EXPECT_CONTAINS(e, "key 'delivery.max_message_size' must be an integer from 1 to 1073741824 (got 0)");
+  EXPECT_CONTAINS(e, "key 'delivery.max_message_size' must be an integer from 1 to 1072693248 (got 0)");
   EXPECT_CONTAINS(e, "holdfast.toml at line 2");
   EXPECT_CONTAINS(ParseError("[delivery]\nmax_message_size = 2147483649\n"), "(got 2147483649)");
   EXPECT_CONTAINS(ParseError("[delivery]\nmax_message_size = -1\n"), "(got -1)");

@@ -625,9 +625,7 @@ TEST(SpoolLogTest, DamageInTheMiddleIsCorruptAndNothingIsDeleted) {
     EXPECT_NE(log.status().message().find("nothing was removed"), std::string::npos) << log.status().ToString();
     EXPECT_EQ(Snapshot(copy), before) << "Open changed a damaged spool";
     auto inspected = SpoolLog::Inspect(copy, kSpool);
-    if (c.what.find("torn") == std::string::npos) {
-      EXPECT_FALSE(inspected.ok()) << "Inspect accepted damage";
-    }
+    EXPECT_FALSE(inspected.ok()) << "Inspect accepted damage that Open refuses";
   }
 }
 
@@ -767,6 +765,62 @@ TEST(SpoolLogTest, TornMessageWhoseBodyHoldsAFrameIsATornTail) {
   ASSERT_TRUE(log.ok()) << log.status().ToString();
   ASSERT_EQ(got.size(), 1u);
   ExpectSameMessage(got[0].msg, a);
+}
+
+// BUG (src/spool/spool_log.cc): the writer and the reader disagree on
+// limits. ParseSegment reads client, helo, mail_from and each recipient's
+// address, user and detail with Str(kMaxField = 4096), but AppendMessage
+// writes fields of any length. The LHLO argument can be longer than 4096
+// bytes (lmtp.max_command_line may be set up to 1 MiB), so such a message is
+// acknowledged, and at the next start SpoolLog::Open fails with kCorrupt
+// ("malformed message record ... nothing was removed"): the server cannot
+// start until an operator removes the segment by hand. Suggested fix:
+// AppendMessage refuses (kInvalid, a 5xx for that message) any field over
+// the reader's limit -- or the LMTP layer caps helo -- and the same check
+// for the whole record against kMaxRecordPayload (see the next test).
+// (Fixed: AppendMessage refuses what the reader would refuse.)
+TEST(SpoolLogTest, WhatAppendMessageAcceptsCanBeReadBack) {
+  SimFs fs;
+  MakeDataDir(fs);
+  std::vector<SpoolMessage> tries;
+  tries.push_back(MakeMessage("helo", "long helo\n"));
+  tries.back().helo = std::string(5000, 'h');
+  tries.push_back(MakeMessage("addr", "long address\n"));
+  tries.back().rcpts[0].address = std::string(4097, 'a') + "@example.org";
+  std::vector<SpoolMessage> accepted;
+  {
+    auto log = OpenLog(fs, nullptr);
+    ASSERT_TRUE(log);
+    for (const auto& m : tries) {
+      if (log->AppendMessage(m).ok()) accepted.push_back(m);
+    }
+    ASSERT_TRUE(log->Sync().ok());
+  }
+  std::vector<SpoolEntry> got;
+  auto log = SpoolLog::Open(fs, kSpool, SpoolLog::Options{}, &got);
+  ASSERT_TRUE(log.ok()) << "acknowledged mail makes the spool unreadable: " << log.status().ToString();
+  auto by_id = ById(got);
+  EXPECT_EQ(by_id.size(), accepted.size());
+  for (const auto& m : accepted) ExpectSameMessage(by_id[m.id].msg, m);
+}
+
+// BUG (src/spool/spool_log.cc AppendMessage + config): delivery.max_message_size
+// may be 1 GiB (1073741824), and a spool record may hold kMaxRecordPayload =
+// 1 GiB -- envelope included. A message whose body is near 1 GiB is written
+// with a length the reader rejects (HeaderOk: len > kMaxRecordPayload), so
+// it is acknowledged and the next start fails with kCorrupt. Suggested fix:
+// AppendMessage refuses a record over kMaxRecordPayload before encoding it,
+// and the configuration caps max_message_size below 1 GiB minus the largest
+// envelope. Heavy: needs about 4 GiB of memory as the code stands (1 GiB
+// once AppendMessage checks the size first).
+TEST(SpoolLogTest, RecordOverTheFrameLimitIsRefused) {
+  SimFs fs;
+  MakeDataDir(fs);
+  auto log = OpenLog(fs, nullptr);
+  ASSERT_TRUE(log);
+  SpoolMessage huge = MakeMessage("huge", std::string(kMaxRecordPayload, 'x'));
+  Status s = log->AppendMessage(huge);
+  EXPECT_EQ(s.kind(), Status::Kind::kInvalid) << s.ToString();
 }
 
 }  // namespace

@@ -255,6 +255,10 @@ TEST(SpoolTest, ConcurrentSubmittersShareFdatasyncs) {
     });
   }
   for (auto& th : threads) th.join();
+  // Every message was acknowledged: the rounds so far carried all 200
+  // Message records (and the Done records of the deliveries running
+  // meanwhile).
+  const uint64_t commits_for_messages = spool->stats().commits;
   EXPECT_EQ(not_ok.load(), 0);
   std::map<MessageId, SpoolMessage> sent;
   for (const auto& per : msgs)
@@ -266,12 +270,16 @@ TEST(SpoolTest, ConcurrentSubmittersShareFdatasyncs) {
   EXPECT_EQ(st.accepted, sent.size());
   EXPECT_EQ(st.delivery_failures, 0u);
   EXPECT_EQ(st.already_there, 0u);
-  // Group commit: far fewer commit rounds (each one fdatasync) than messages,
-  // Done records included.
-  EXPECT_LT(st.commits, sent.size()) << "no batching: " << st.commits << " commits for " << sent.size();
+  // Group commit: fewer commit rounds (each one fdatasync) than messages,
+  // Done records included. With 4 sessions at most 4 messages share a round
+  // (each session waits for its 250), so about 50 rounds carry the
+  // messages; Done records mostly ride along.
+  EXPECT_LT(commits_for_messages, sent.size()) << "no batching: " << commits_for_messages << " commits for "
+                                               << sent.size() << " messages";
   RecordProperty("commits", static_cast<int>(st.commits));
   RecordProperty("messages", static_cast<int>(sent.size()));
-  std::printf("[   INFO   ] %d messages from %d sessions: %llu commit rounds\n", static_cast<int>(sent.size()), kThreads,
+  std::printf("[   INFO   ] %d messages from %d sessions: %llu commit rounds until the last 250, %llu in all\n",
+              static_cast<int>(sent.size()), kThreads, static_cast<unsigned long long>(commits_for_messages),
               static_cast<unsigned long long>(st.commits));
   ExpectEachDeliveredOnce(sim, sent);
   auto left = SpoolLog::Inspect(sim, kSpoolDir);
@@ -280,24 +288,42 @@ TEST(SpoolTest, ConcurrentSubmittersShareFdatasyncs) {
 }
 
 TEST(SpoolTest, ABurstOfSubmitsIsCommittedInFewRounds) {
+  // 200 submits without waiting (say 200 sessions at once). The mailbox is
+  // blocked while they are committed, so no Done records make rounds of
+  // their own: what is counted is the rounds that carried the messages.
   SimFs sim;
   MakeDataDir(sim);
-  SlowSyncFs fs(sim, kSpoolDir, std::chrono::milliseconds(2));
-  auto started = Spool::Start(fs, kSpoolDir, SpoolOptions());
-  ASSERT_TRUE(started.ok());
-  std::unique_ptr<Spool> spool = std::move(started).value();
-  std::map<MessageId, SpoolMessage> sent;
-  Verdicts v;
-  for (int i = 0; i < 200; ++i) {
-    SpoolMessage m = MakeMessage("burst" + std::to_string(i), {"burst"});
-    sent[m.id] = m;
-    spool->Submit(m, v.For(m.id));
+  {
+    auto f = sim.CreateExclusive(JoinPath(kMailDir, "burst"));  // not a Maildir: deliveries fail
+    ASSERT_TRUE(f.ok());
   }
-  ASSERT_TRUE(WaitFor([&] { return v.size() == sent.size(); }));
-  for (const auto& [id, m] : sent) EXPECT_TRUE(v.Get(id).ok());
-  ASSERT_TRUE(WaitFor([&] { return spool->stats().delivered == sent.size(); }));
-  spool->Stop(std::chrono::seconds(10));
-  EXPECT_LT(spool->stats().commits, sent.size() / 4) << spool->stats().commits << " commits";
+  SlowSyncFs fs(sim, kSpoolDir, std::chrono::milliseconds(2));
+  std::map<MessageId, SpoolMessage> sent;
+  {
+    auto started = Spool::Start(fs, kSpoolDir, SpoolOptions());
+    ASSERT_TRUE(started.ok());
+    std::unique_ptr<Spool> spool = std::move(started).value();
+    Verdicts v;
+    for (int i = 0; i < 200; ++i) {
+      SpoolMessage m = MakeMessage("burst" + std::to_string(i), {"burst"});
+      sent[m.id] = m;
+      spool->Submit(m, v.For(m.id));
+    }
+    ASSERT_TRUE(WaitFor([&] { return v.size() == sent.size(); }));
+    for (const auto& [id, m] : sent) EXPECT_TRUE(v.Get(id).ok());
+    const uint64_t commits = spool->stats().commits;
+    std::printf("[   INFO   ] a burst of %zu messages: %llu commit rounds\n", sent.size(),
+                static_cast<unsigned long long>(commits));
+    EXPECT_LE(commits, 20u) << "200 queued messages should share a few fdatasyncs";
+    EXPECT_EQ(spool->stats().delivered, 0u);
+    spool->Stop(std::chrono::milliseconds(100));
+  }
+  // Unblocked, the next start delivers each exactly once.
+  ASSERT_TRUE(sim.Unlink(JoinPath(kMailDir, "burst")).ok());
+  auto again = Spool::Start(fs, kSpoolDir, SpoolOptions());
+  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE(WaitFor([&] { return (*again)->stats().delivered == sent.size(); }));
+  (*again)->Stop(std::chrono::seconds(10));
   ExpectEachDeliveredOnce(sim, sent);
 }
 
@@ -668,6 +694,18 @@ void FsyncOfNewFailsAfterRename(bool replay_first) {
 
 TEST(SpoolTest, FailedFsyncOfNewIsNotDeliveredTwice) { FsyncOfNewFailsAfterRename(/*replay_first=*/false); }
 
+// BUG (src/spool/spool.cc DeliverEntry, retry path): a retried delivery
+// calls box->Refresh(scanned_.insert(user).second), i.e. scans the Maildir
+// only the first time per user per process. When this process has already
+// scanned alice's mailbox (here: for a replay), the retry after a Commit()
+// that failed in fsync(new/) -- the rename had happened -- only reloads the
+// journal; the copy's Add is not Confirmed (no scan saw the file), so
+// Knows(id) is false and a SECOND copy is delivered (uid 2 and uid 3, same
+// MessageId). Invariant 4 broken without any crash, by one EIO.
+// Suggested fix: on a retry (w.replayed set by DeliveryLoop after a failure)
+// always Refresh(/*scan_directory=*/true), or let the mailbox answer "a live
+// but unconfirmed entry whose file exists" as known (Stat its path).
+// (Fixed: a retry always rescans the mailbox.)
 TEST(SpoolTest, FailedFsyncOfNewIsNotDeliveredTwiceAfterAReplay) {
   FsyncOfNewFailsAfterRename(/*replay_first=*/true);
 }

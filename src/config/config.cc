@@ -44,7 +44,7 @@ const std::vector<KeySpec>& Keys() {
   static const std::vector<KeySpec> keys = {
       {"hostname", StringKey{+[](Config& c) -> std::string& { return c.hostname; }, {}, &CheckHostname}},
       {"delivery.max_message_size",
-       IntKey{+[](Config& c) -> int64_t& { return c.delivery.max_message_size; }, 1, int64_t{1} << 30}},
+       IntKey{+[](Config& c) -> int64_t& { return c.delivery.max_message_size; }, 1, (int64_t{1} << 30) - (int64_t{1} << 20)}},
       {"delivery.lock_timeout_ms",
        IntKey{+[](Config& c) -> int64_t& { return c.delivery.lock_timeout_ms; }, 1, 600000}},
       {"delivery.add_return_path", BoolKey{+[](Config& c) -> bool& { return c.delivery.add_return_path; }}},

@@ -264,8 +264,13 @@ class Server {
         Status st = co_await AsyncSubmit(*spool_, std::move(m), use_awaitable);
         std::vector<lmtp::Reply> replies;
         for (const auto& r : ev.envelope.rcpts) {
-          replies.push_back(st.ok() ? lmtp::Reply{250, "2.0.0", "<" + r.address + "> " + id + " accepted"}
-                                    : lmtp::Reply{451, "4.3.0", "<" + r.address + "> temporary failure, try again later"});
+          if (st.ok()) {
+            replies.push_back(lmtp::Reply{250, "2.0.0", "<" + r.address + "> " + id + " accepted"});
+          } else if (st.kind() == Status::Kind::kInvalid) {
+            replies.push_back(lmtp::Reply{554, "5.3.4", "<" + r.address + "> " + st.message()});
+          } else {
+            replies.push_back(lmtp::Reply{451, "4.3.0", "<" + r.address + "> temporary failure, try again later"});
+          }
         }
         log_.Info(std::string("event=") + (st.ok() ? "accepted" : "temp_failed") + " id=" + id + " client=" + Kv(peer) +
                   " from=" + Kv(ev.envelope.mail_from) + " rcpts=" + std::to_string(replies.size()) +
@@ -284,6 +289,11 @@ class Server {
       if (sig == SIGHUP) {
         Reload();
         WaitForSignal();
+        return;
+      }
+      if (draining_) {
+        log_.Info("event=stopping_now reason=second_signal sessions=" + std::to_string(sessions_));
+        io_.stop();
         return;
       }
       log_.Info(std::string("event=draining signal=") + (sig == SIGTERM ? "TERM" : "INT") +

@@ -11,7 +11,7 @@ Result<std::unique_ptr<Spool>> Spool::Start(Fs& fs, const std::string& spool_dir
   HF_ASSIGN_OR_RETURN(spool->log_, SpoolLog::Open(fs, spool_dir, spool->opts_.log, &unretired));
   if (!unretired.empty()) spool->Log("spool replay: " + std::to_string(unretired.size()) + " message(s) to deliver");
   auto now = std::chrono::steady_clock::now();
-  for (auto& e : unretired) spool->deliveries_.push_back(Work{std::move(e), true, now});
+  for (auto& e : unretired) spool->deliveries_.push_back(Work{std::move(e), true, false, now});
   spool->stats_.unretired = spool->log_->unretired();
   spool->commit_thread_ = std::thread([s = spool.get()] { s->CommitLoop(); });
   spool->delivery_thread_ = std::thread([s = spool.get()] { s->DeliveryLoop(); });
@@ -73,7 +73,7 @@ void Spool::CommitLoop() {
         e.state.assign(batch[i].msg.rcpts.size(), RcptState::kPending);
         e.segment = log_->active_segment();
         e.msg = std::move(batch[i].msg);
-        durable.push_back(Work{std::move(e), false, now});
+        durable.push_back(Work{std::move(e), false, false, now});
       }
       batch[i].done(s);
     }
@@ -122,7 +122,7 @@ void Spool::DeliveryLoop() {
       }
       delivering_ = true;
     }
-    auto done = DeliverEntry(w.entry, w.replayed);
+    auto done = DeliverEntry(w.entry, w.replayed, w.retry);
     {
       std::lock_guard<std::mutex> l(mu_);
       delivering_ = false;
@@ -136,6 +136,7 @@ void Spool::DeliveryLoop() {
         // A failed commit may still have left the copy in the mailbox (say
         // the directory fsync failed after the rename): check, like a replay.
         w.replayed = true;
+        w.retry = true;
         w.due = std::chrono::steady_clock::now() + opts_.retry_delay;
         deliveries_.push_back(std::move(w));
       }
@@ -145,7 +146,7 @@ void Spool::DeliveryLoop() {
   }
 }
 
-std::vector<std::pair<uint32_t, RcptState>> Spool::DeliverEntry(SpoolEntry& e, bool replayed) {
+std::vector<std::pair<uint32_t, RcptState>> Spool::DeliverEntry(SpoolEntry& e, bool replayed, bool retry) {
   std::vector<std::pair<uint32_t, RcptState>> done;
   const SpoolMessage& m = e.msg;
   // One copy per mailbox, even if two recipients map to the same user.
@@ -167,8 +168,11 @@ std::vector<std::pair<uint32_t, RcptState>> Spool::DeliverEntry(SpoolEntry& e, b
     }
     if (replayed) {
       // Delivered before the crash, maybe even fetched and deleted since:
-      // the mailbox knows the MessageId either way.
-      Status r = box->Refresh(scanned_.insert(user).second);
+      // the mailbox knows the MessageId either way. One scan per mailbox
+      // confirms every copy made before the crash; a retry needs its own,
+      // for the copy its failed attempt may have left.
+      bool first_look = scanned_.insert(user).second;
+      Status r = box->Refresh(first_look || retry);
       if (!r.ok()) {
         Log("deliver " + m.id.ToString() + " to " + user + ": " + r.ToString());
         box.reset();

@@ -60,7 +60,7 @@ class Spool {
   void CommitLoop();
   void DeliveryLoop();
   // Delivers `e`'s pending recipients; returns the (rcpt, state) pairs done.
-  std::vector<std::pair<uint32_t, RcptState>> DeliverEntry(SpoolEntry& e, bool replayed);
+  std::vector<std::pair<uint32_t, RcptState>> DeliverEntry(SpoolEntry& e, bool replayed, bool retry);
   void Log(const std::string& line);
 
   Fs& fs_;
@@ -82,7 +82,8 @@ class Spool {
   std::vector<DoneMark> done_marks_;
   struct Work {
     SpoolEntry entry;
-    bool replayed;
+    bool replayed;       // check the mailbox before delivering
+    bool retry = false;  // ... with a fresh directory scan (a failed commit may have left an unconfirmed copy)
     std::chrono::steady_clock::time_point due;
   };
   std::deque<Work> deliveries_;

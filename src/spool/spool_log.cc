@@ -261,6 +261,19 @@ Status SpoolLog::Append(const std::string& frame) {
 
 Status SpoolLog::AppendMessage(const SpoolMessage& msg) {
   if (msg.rcpts.empty()) return Status::Invalid("a spooled message needs a recipient");
+  // Never acknowledge what ParseSegment would refuse to read back.
+  uint64_t size = 16 + 8 + 4 + 8 + msg.body.size();
+  for (const std::string* f : {&msg.client, &msg.helo, &msg.mail_from}) {
+    if (f->size() > kMaxField) return Status::Invalid("envelope field over " + std::to_string(kMaxField) + " bytes");
+    size += 4 + f->size();
+  }
+  for (const auto& r : msg.rcpts) {
+    for (const std::string* f : {&r.address, &r.user, &r.detail}) {
+      if (f->size() > kMaxField) return Status::Invalid("recipient field over " + std::to_string(kMaxField) + " bytes");
+      size += 4 + f->size();
+    }
+  }
+  if (size > kMaxRecordPayload) return Status::Invalid("message too large for one spool record");
   if (tracked_.count(msg.id) != 0) return Status::Invalid("message " + msg.id.ToString() + " is already spooled");
   HF_RETURN_IF_ERROR(Append(EncodeMessage(msg)));
   tracked_[msg.id] = Tracked{active_seq_, static_cast<uint32_t>(msg.rcpts.size()),
