@@ -14,6 +14,8 @@
 //  (e) a message delivered and then expunged by the user is not delivered
 //      again when the spool replays it.
 // The harness follows crash_harness.h (mailbox crash tests).
+// HOLDFAST_CRASH_STATS=1 prints crash points / recovered states per SpoolLog
+// test; HOLDFAST_CRASH_OPLOG=1 prints the operation log of the full run.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -57,10 +59,16 @@ SpoolMessage MakeMessage(const std::string& tag, std::string body, int rcpts = 1
   return m;
 }
 
+// A string literal with its embedded NULs (without the terminating one).
+template <size_t N>
+std::string Lit(const char (&s)[N]) {
+  return std::string(s, N - 1);
+}
+
 // Bodies with CR, LF, NUL and 8-bit bytes, distinct per message.
 std::string Body(int i, size_t len = 200) {
   std::string b = "Subject: message " + std::to_string(i) + "\r\n\r\n";
-  b += std::string("nul\0\xff\xfe 8-bit\r\n", 15);
+  b += Lit("nul\0\xff\xfe 8-bit\r\n");
   while (b.size() < len) b += static_cast<char>('a' + (b.size() * 7 + static_cast<size_t>(i)) % 26);
   return b;
 }
@@ -633,7 +641,7 @@ SpoolMessage ThreeRecipients() {
   m.mail_from = "sender@example.net";
   m.rcpts = {{"alice@example.org", "alice", ""}, {"bob@example.org", "bob", ""},
              {"alice+lists@example.org", "alice", "lists"}};
-  m.body = std::string("Subject: crash test\r\nX-8bit: \xe9\xe8\r\n\r\nline\0with NUL\r\n", 50) + std::string(3000, 'b') +
+  m.body = Lit("Subject: crash test\r\nX-8bit: \xe9\xe8\r\n\r\nline\0with NUL\r\n") + std::string(3000, 'b') +
            "\r\n";
   return m;
 }

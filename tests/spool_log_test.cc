@@ -109,7 +109,7 @@ TEST(SpoolLogTest, AppendSyncReopenIsByteExact) {
   MakeDataDir(fs);
   std::vector<SpoolMessage> sent = {
       MakeMessage("plain", "Subject: hi\r\n\r\nhello\r\n"),
-      MakeMessage("nul", std::string("a\0b\0\0c\n", 7), 2),
+      MakeMessage("nul", std::string("a\0b\0\0c\n", 7)  /* 7 bytes, 3 NULs */, 2),
       MakeMessage("8bit", AllBytes() + AllBytes() + "\xff\xfe\r\n.\r\n", 3),
       MakeMessage("empty", ""),
       MakeMessage("big", std::string(300000, 'x') + std::string(1, '\0') + "end", 1),
@@ -767,18 +767,12 @@ TEST(SpoolLogTest, TornMessageWhoseBodyHoldsAFrameIsATornTail) {
   ExpectSameMessage(got[0].msg, a);
 }
 
-// BUG (src/spool/spool_log.cc): the writer and the reader disagree on
-// limits. ParseSegment reads client, helo, mail_from and each recipient's
-// address, user and detail with Str(kMaxField = 4096), but AppendMessage
-// writes fields of any length. The LHLO argument can be longer than 4096
-// bytes (lmtp.max_command_line may be set up to 1 MiB), so such a message is
-// acknowledged, and at the next start SpoolLog::Open fails with kCorrupt
-// ("malformed message record ... nothing was removed"): the server cannot
-// start until an operator removes the segment by hand. Suggested fix:
-// AppendMessage refuses (kInvalid, a 5xx for that message) any field over
-// the reader's limit -- or the LMTP layer caps helo -- and the same check
-// for the whole record against kMaxRecordPayload (see the next test).
-// (Fixed: AppendMessage refuses what the reader would refuse.)
+// Regression (fixed; was: src/spool/spool_log.cc AppendMessage): the writer
+// and the reader disagreed on limits. ParseSegment reads every envelope
+// field with a 4096-byte limit, but AppendMessage wrote fields of any length
+// (the LHLO argument can be longer: lmtp.max_command_line goes up to 1 MiB),
+// so such a message was acknowledged and the next start failed with
+// kCorrupt. Now AppendMessage refuses it (kInvalid: LMTP 554).
 TEST(SpoolLogTest, WhatAppendMessageAcceptsCanBeReadBack) {
   SimFs fs;
   MakeDataDir(fs);
@@ -804,15 +798,13 @@ TEST(SpoolLogTest, WhatAppendMessageAcceptsCanBeReadBack) {
   for (const auto& m : accepted) ExpectSameMessage(by_id[m.id].msg, m);
 }
 
-// BUG (src/spool/spool_log.cc AppendMessage + config): delivery.max_message_size
-// may be 1 GiB (1073741824), and a spool record may hold kMaxRecordPayload =
-// 1 GiB -- envelope included. A message whose body is near 1 GiB is written
-// with a length the reader rejects (HeaderOk: len > kMaxRecordPayload), so
-// it is acknowledged and the next start fails with kCorrupt. Suggested fix:
-// AppendMessage refuses a record over kMaxRecordPayload before encoding it,
-// and the configuration caps max_message_size below 1 GiB minus the largest
-// envelope. Heavy: needs about 4 GiB of memory as the code stands (1 GiB
-// once AppendMessage checks the size first).
+// Regression (fixed; was: src/spool/spool_log.cc AppendMessage + config):
+// delivery.max_message_size could be 1 GiB, but a record -- body and
+// envelope -- may hold at most kMaxRecordPayload = 1 GiB, so a message near
+// the limit was written with a length the reader rejects: acknowledged, and
+// the next start failed with kCorrupt. Now AppendMessage refuses the record
+// before encoding it and max_message_size stops 1 MiB short of 1 GiB.
+// Allocates a 1 GiB body (about 5 s in a Debug build).
 TEST(SpoolLogTest, RecordOverTheFrameLimitIsRefused) {
   SimFs fs;
   MakeDataDir(fs);
@@ -821,6 +813,42 @@ TEST(SpoolLogTest, RecordOverTheFrameLimitIsRefused) {
   SpoolMessage huge = MakeMessage("huge", std::string(kMaxRecordPayload, 'x'));
   Status s = log->AppendMessage(huge);
   EXPECT_EQ(s.kind(), Status::Kind::kInvalid) << s.ToString();
+  huge.body.clear();
+  huge.body.shrink_to_fit();
+  // Nothing of it was written, and the spool goes on.
+  SpoolMessage next = MakeMessage("next", "small\n");
+  ASSERT_TRUE(log->AppendMessage(next).ok());
+  ASSERT_TRUE(log->Sync().ok());
+  log.reset();
+  std::vector<SpoolEntry> got;
+  ASSERT_TRUE(OpenLog(fs, &got));
+  ASSERT_EQ(got.size(), 1u);
+  ExpectSameMessage(got[0].msg, next);
+}
+
+// BUG (src/spool/spool_log.cc AppendMessage): ParseSegment refuses a
+// Message record with more than 100000 recipients ("bad recipient count"),
+// but AppendMessage writes one, so the next start fails with kCorrupt.
+// Not reachable through LMTP today (lmtp.max_recipients is at most 100000),
+// but SpoolLog promises that what it accepts can be read back. Suggested
+// fix: in AppendMessage, refuse msg.rcpts.size() > 100000 with kInvalid
+// (one shared constant for writer and reader). (Fixed: one constant, kMaxRecipients.)
+TEST(SpoolLogTest, TooManyRecipientsAreRefusedNotWritten) {
+  SimFs fs;
+  MakeDataDir(fs);
+  SpoolMessage crowd = MakeMessage("crowd", "hi\n", 1);
+  crowd.rcpts.assign(100001, SpoolRecipient{"a@b", "a", ""});
+  bool accepted = false;
+  {
+    auto log = OpenLog(fs, nullptr);
+    ASSERT_TRUE(log);
+    accepted = log->AppendMessage(crowd).ok();
+    ASSERT_TRUE(log->Sync().ok());
+  }
+  std::vector<SpoolEntry> got;
+  auto log = SpoolLog::Open(fs, kSpool, SpoolLog::Options{}, &got);
+  ASSERT_TRUE(log.ok()) << "an accepted message makes the spool unreadable: " << log.status().ToString();
+  EXPECT_EQ(got.size(), accepted ? 1u : 0u);
 }
 
 }  // namespace

@@ -107,6 +107,12 @@ void MakeDataDir(SimFs& fs) {
   ASSERT_TRUE(fs.EnsureDir(kMailDir).ok());
 }
 
+// A string literal with its embedded NULs (without the terminating one).
+template <size_t N>
+std::string Lit(const char (&s)[N]) {
+  return std::string(s, N - 1);
+}
+
 SpoolMessage MakeMessage(const std::string& tag, const std::vector<std::string>& users) {
   SpoolMessage m;
   m.id = MessageId::Generate();
@@ -115,7 +121,7 @@ SpoolMessage MakeMessage(const std::string& tag, const std::vector<std::string>&
   m.helo = "lmtp.client";
   m.mail_from = "sender+" + tag + "@example.net";
   for (const auto& u : users) m.rcpts.push_back({u + "@example.org", u, ""});
-  m.body = "Subject: " + tag + "\n\n" + std::string("8-bit \xc3\xa9, NUL \0 here\n", 23) + tag + "\n";
+  m.body = "Subject: " + tag + "\n\n" + Lit("8-bit \xc3\xa9, NUL \0 here\n") + tag + "\n";
   return m;
 }
 
@@ -694,18 +700,12 @@ void FsyncOfNewFailsAfterRename(bool replay_first) {
 
 TEST(SpoolTest, FailedFsyncOfNewIsNotDeliveredTwice) { FsyncOfNewFailsAfterRename(/*replay_first=*/false); }
 
-// BUG (src/spool/spool.cc DeliverEntry, retry path): a retried delivery
-// calls box->Refresh(scanned_.insert(user).second), i.e. scans the Maildir
-// only the first time per user per process. When this process has already
-// scanned alice's mailbox (here: for a replay), the retry after a Commit()
-// that failed in fsync(new/) -- the rename had happened -- only reloads the
-// journal; the copy's Add is not Confirmed (no scan saw the file), so
-// Knows(id) is false and a SECOND copy is delivered (uid 2 and uid 3, same
-// MessageId). Invariant 4 broken without any crash, by one EIO.
-// Suggested fix: on a retry (w.replayed set by DeliveryLoop after a failure)
-// always Refresh(/*scan_directory=*/true), or let the mailbox answer "a live
-// but unconfirmed entry whose file exists" as known (Stat its path).
-// (Fixed: a retry always rescans the mailbox.)
+// Regression (fixed; was: src/spool/spool.cc DeliverEntry, retry path): a
+// retry scanned the Maildir only if this process had not scanned it yet.
+// After a replay had scanned alice's mailbox, the retry of a Commit() that
+// failed in fsync(new/) -- after the rename -- only reloaded the journal;
+// the copy's Add was not Confirmed, Knows(id) was false, and a second copy
+// (same MessageId, another UID) was delivered. Now a retry always rescans.
 TEST(SpoolTest, FailedFsyncOfNewIsNotDeliveredTwiceAfterAReplay) {
   FsyncOfNewFailsAfterRename(/*replay_first=*/true);
 }

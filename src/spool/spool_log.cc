@@ -11,6 +11,7 @@ namespace {
 
 enum : uint8_t { kSegmentHeader = 1, kMessage = 2, kDone = 3 };
 constexpr size_t kMaxField = 4096;
+constexpr uint32_t kMaxRecipients = 100000;  // writer and reader agree
 
 std::string EncodeMessage(const SpoolMessage& m) {
   Encoder e;
@@ -105,7 +106,7 @@ Result<SegmentContents> ParseSegment(std::string_view bytes) {
         m.helo = d.Str(kMaxField);
         m.mail_from = d.Str(kMaxField);
         uint32_t n = d.U32();
-        if (n == 0 || n > 100000) return Status::Corrupt("bad recipient count");
+        if (n == 0 || n > kMaxRecipients) return Status::Corrupt("bad recipient count");
         for (uint32_t i = 0; i < n && d.ok(); ++i) {
           SpoolRecipient r;
           r.address = d.Str(kMaxField);
@@ -261,6 +262,7 @@ Status SpoolLog::Append(const std::string& frame) {
 
 Status SpoolLog::AppendMessage(const SpoolMessage& msg) {
   if (msg.rcpts.empty()) return Status::Invalid("a spooled message needs a recipient");
+  if (msg.rcpts.size() > kMaxRecipients) return Status::Invalid("more than 100000 recipients");
   // Never acknowledge what ParseSegment would refuse to read back.
   uint64_t size = 16 + 8 + 4 + 8 + msg.body.size();
   for (const std::string* f : {&msg.client, &msg.helo, &msg.mail_from}) {

@@ -402,9 +402,13 @@ def healthy(port, what="the server"):
 def read_mailbox(hf: hfsys.Holdfast, user):
     """[(entry, bytes)] for every message `mailbox list USER` names; checks
     that each file exists and matches the listing's size and sha256."""
-    out = []
+    return list(iter_mailbox(hf, user))
+
+
+def iter_mailbox(hf: hfsys.Holdfast, user, listing=None):
+    """read_mailbox, one message at a time (for big mailboxes)."""
     maildir = os.path.join(hf.data, "mail", user)
-    for e in hf.mailbox_list(user):
+    for e in (listing if listing is not None else hf.mailbox_list(user)):
         path = os.path.join(maildir, e["name"])
         try:
             with open(path, "rb") as f:
@@ -414,8 +418,7 @@ def read_mailbox(hf: hfsys.Holdfast, user):
         if len(content) != e["size"] or sha256_hex(content) != e["sha256"]:
             fail(f"{user}: {e['name']} does not match its listing: {len(content)} bytes, "
                  f"sha256 {sha256_hex(content)}; listing says {e['size']} bytes, {e['sha256']}")
-        out.append((e, content))
-    return out
+        yield e, content
 
 
 def wait_count(hf: hfsys.Holdfast, user, n, timeout=DELIVERY_TIMEOUT):
