@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <vector>
 
 namespace holdfast::cli {
 
@@ -35,6 +36,16 @@ MailboxOptions Context::MailboxOpts() const {
 }
 
 Status Context::EnsureLayout() {
+  // Like mkdir -p: missing parents of DATA first, outermost first.
+  std::vector<std::string> parents;
+  for (std::string d = DirName(data_dir_); d != "/" && d != "." && !fs().Stat(d).ok(); d = DirName(d)) {
+    parents.push_back(d);
+  }
+  for (auto it = parents.rbegin(); it != parents.rend(); ++it) {
+    Status s = fs().MkDir(*it, 0755);
+    if (!s.ok() && s.kind() != Status::Kind::kExists) return s;
+    if (s.ok()) HF_RETURN_IF_ERROR(fs().SyncDir(DirName(*it)));
+  }
   for (const std::string& dir : {data_dir_, JoinPath(data_dir_, "mail")}) {
     Status s = fs().MkDir(dir, 0700);
     if (s.ok()) {
