@@ -43,6 +43,37 @@ TEST(MailboxCrash, DeliverNextToExistingMail) {
       });
 }
 
+// The spool's path: several deliveries committed together with shared
+// syncs (data of all, one index sync, renames, one new/ sync).
+void DeliverBatchRecorded(SimFs& fs, Outcome& o, const std::vector<std::string>& messages) {
+  auto box = Mailbox::Open(fs, kBox, TestOptions());
+  if (!box.ok()) return;
+  std::vector<std::unique_ptr<Delivery>> ds;
+  for (const auto& bytes : messages) {
+    auto d = (*box)->BeginDelivery();
+    if (!d.ok()) return;
+    o.maybe[(*d)->id().ToString()] = bytes;
+    if (!(*d)->Write(bytes).ok()) return;
+    ds.push_back(std::move(d).value());
+  }
+  std::vector<Delivery*> ptrs;
+  for (auto& d : ds) ptrs.push_back(d.get());
+  auto results = (*box)->CommitAll(ptrs);
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (!results[i].ok()) continue;
+    o.acked[results[i]->id.ToString()] = messages[i];
+    o.uids_seen[results[i]->uid] = results[i]->id.ToString();
+  }
+}
+
+TEST(MailboxCrash, BatchDeliverySharingSyncs) {
+  ForEveryCrashPoint([](SimFs& fs, Outcome& o) { DeliverAcked(fs, o, Msg(1)); },
+                     [](SimFs& fs, Outcome& o) {
+                       DeliverBatchRecorded(fs, o, {Msg(2), Msg(3), Msg(4)});
+                       DeliverBatchRecorded(fs, o, {Msg(5), Msg(6)});
+                     });
+}
+
 TEST(MailboxCrash, ListAfterDeliveryMakesUidsDurable) {
   // A UID a listing has shown must never name another message later.
   ForEveryCrashPoint([](SimFs& fs, Outcome& o) { DeliverAcked(fs, o, Msg(1)); },

@@ -63,6 +63,9 @@ const std::vector<KeySpec>& Keys() {
       HF_INT("lmtp.max_data_line", lmtp.max_data_line, 1000, 1 << 30),
       HF_INT("lmtp.max_bytes_before_lhlo", lmtp.max_bytes_before_lhlo, 512, 1 << 20),
       HF_INT("spool.segment_bytes", spool.segment_bytes, 1 << 20, 1 << 30),
+      HF_INT("spool.max_backlog_messages", spool.max_backlog_messages, 1, 10000000),
+      HF_INT("spool.max_backlog_bytes", spool.max_backlog_bytes, 1 << 20, int64_t{1} << 40),
+      HF_INT("spool.congestion_wait_ms", spool.congestion_wait_ms, 0, 600000),
   };
   return keys;
 }

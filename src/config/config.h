@@ -39,6 +39,11 @@ struct Config {
   } lmtp;
   struct Spool {
     int64_t segment_bytes = 64 << 20;             // 1 MiB .. 1 GiB
+    // Back-pressure (docs/spool.md): above either backlog bound a message
+    // waits up to congestion_wait_ms for filing to catch up, then gets 451.
+    int64_t max_backlog_messages = 20000;
+    int64_t max_backlog_bytes = int64_t{512} << 20;
+    int64_t congestion_wait_ms = 20000;
   } spool;
   struct Log {
     std::string level = "info";  // "debug" | "info" | "warn" | "error"

@@ -81,6 +81,10 @@ class Fs {
   // fsync(2) on the directory: its entries' creations, renames and removals
   // survive power loss.
   virtual Status SyncDir(const std::string& path) = 0;
+  // SyncData() on each file, one status per file. PosixFs issues them
+  // concurrently so the file system can cover them with one journal commit;
+  // the default syncs one after the other.
+  virtual std::vector<Status> SyncDataAll(const std::vector<File*>& files);
 
   // Entry names in the directory, without "." and "..", in no given order.
   virtual Result<std::vector<std::string>> ReadDir(const std::string& path) = 0;

@@ -260,19 +260,25 @@ class Server {
         const size_t size = ev.body.size();
         m.body = std::move(ev.body);
         const std::string id = m.id.ToString();
+        // Back-pressure: while filing lags too far behind intake, hold this
+        // client (we read nothing more from it) and then turn it away.
+        Status st = co_await WaitWhileCongested();
+        const bool turned_away = !st.ok();
         // 250 only once the spool record is durable (seed 001).
-        Status st = co_await AsyncSubmit(*spool_, std::move(m), use_awaitable);
+        if (st.ok()) st = co_await AsyncSubmit(*spool_, std::move(m), use_awaitable);
         std::vector<lmtp::Reply> replies;
         for (const auto& r : ev.envelope.rcpts) {
           if (st.ok()) {
             replies.push_back(lmtp::Reply{250, "2.0.0", "<" + r.address + "> " + id + " accepted"});
           } else if (st.kind() == Status::Kind::kInvalid) {
             replies.push_back(lmtp::Reply{554, "5.3.4", "<" + r.address + "> " + st.message()});
+          } else if (turned_away) {
+            replies.push_back(lmtp::Reply{451, "4.3.1", "<" + r.address + "> mail system congested, try again later"});
           } else {
             replies.push_back(lmtp::Reply{451, "4.3.0", "<" + r.address + "> temporary failure, try again later"});
           }
         }
-        log_.Info(std::string("event=") + (st.ok() ? "accepted" : "temp_failed") + " id=" + id + " client=" + Kv(peer) +
+        log_.Info(std::string("event=") + (st.ok() ? "accepted" : turned_away ? "congestion_refused" : "temp_failed") + " id=" + id + " client=" + Kv(peer) +
                   " from=" + Kv(ev.envelope.mail_from) + " rcpts=" + std::to_string(replies.size()) +
                   " size=" + std::to_string(size) + (st.ok() ? "" : " reason=" + Kv(st.ToString())));
         ++messages;
@@ -281,6 +287,35 @@ class Server {
     }
     idle.cancel();
     log_.Info("event=disconnect client=" + Kv(peer) + " messages=" + std::to_string(messages));
+  }
+
+  bool Congested() {
+    const auto& c = opts_.config.spool;
+    Spool::Stats st = spool_->stats();
+    bool now = st.backlog_messages > static_cast<uint64_t>(c.max_backlog_messages) ||
+               st.backlog_bytes > static_cast<uint64_t>(c.max_backlog_bytes);
+    if (now != congested_) {
+      congested_ = now;
+      log_.Info(std::string("event=") + (now ? "congested" : "uncongested") +
+                " backlog_messages=" + std::to_string(st.backlog_messages) +
+                " backlog_bytes=" + std::to_string(st.backlog_bytes));
+    }
+    return now;
+  }
+
+  // Ok once the backlog is below its bounds; kBusy if it stays above them
+  // for congestion_wait_ms (or the server is draining).
+  asio::awaitable<Status> WaitWhileCongested() {
+    if (!Congested()) co_return Status::Ok();
+    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.config.spool.congestion_wait_ms);
+    asio::steady_timer t(io_);
+    while (std::chrono::steady_clock::now() < until && !draining_) {
+      t.expires_after(std::chrono::milliseconds(20));
+      std::error_code ec;
+      co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+      if (!Congested()) co_return Status::Ok();
+    }
+    co_return Status::Busy("spool backlog above its bounds");
   }
 
   void WaitForSignal() {
@@ -336,6 +371,7 @@ class Server {
   std::unique_ptr<tcp::acceptor> tcp_;
   std::unique_ptr<unix_socket::acceptor> unix_;
   std::unique_ptr<asio::steady_timer> drain_timer_;
+  bool congested_ = false;  // last state logged
   size_t sessions_ = 0;
   bool draining_ = false;
 };

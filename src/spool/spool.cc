@@ -11,7 +11,13 @@ Result<std::unique_ptr<Spool>> Spool::Start(Fs& fs, const std::string& spool_dir
   HF_ASSIGN_OR_RETURN(spool->log_, SpoolLog::Open(fs, spool_dir, spool->opts_.log, &unretired));
   if (!unretired.empty()) spool->Log("spool replay: " + std::to_string(unretired.size()) + " message(s) to deliver");
   auto now = std::chrono::steady_clock::now();
-  for (auto& e : unretired) spool->deliveries_.push_back(Work{std::move(e), true, false, now});
+  for (auto& e : unretired) {
+    ++spool->backlog_messages_;
+    spool->backlog_bytes_ += e.msg.body.size();
+    spool->deliveries_.push_back(Work{std::move(e), true, false, now, {}});
+  }
+  spool->stats_.backlog_messages = spool->backlog_messages_;
+  spool->stats_.backlog_bytes = spool->backlog_bytes_;
   spool->stats_.unretired = spool->log_->unretired();
   spool->commit_thread_ = std::thread([s = spool.get()] { s->CommitLoop(); });
   spool->delivery_thread_ = std::thread([s = spool.get()] { s->DeliveryLoop(); });
@@ -73,7 +79,7 @@ void Spool::CommitLoop() {
         e.state.assign(batch[i].msg.rcpts.size(), RcptState::kPending);
         e.segment = log_->active_segment();
         e.msg = std::move(batch[i].msg);
-        durable.push_back(Work{std::move(e), false, false, now});
+        durable.push_back(Work{std::move(e), false, false, now, {}});
       }
       batch[i].done(s);
     }
@@ -87,7 +93,13 @@ void Spool::CommitLoop() {
       ++stats_.commits;
       stats_.accepted += durable.size();
       stats_.unretired = log_->unretired();
-      for (auto& w : durable) deliveries_.push_back(std::move(w));
+      for (auto& w : durable) {
+        ++backlog_messages_;
+        backlog_bytes_ += w.entry.msg.body.size();
+        deliveries_.push_back(std::move(w));
+      }
+      stats_.backlog_messages = backlog_messages_;
+      stats_.backlog_bytes = backlog_bytes_;
     }
     delivery_cv_.notify_one();
   }
@@ -95,7 +107,7 @@ void Spool::CommitLoop() {
 
 void Spool::DeliveryLoop() {
   for (;;) {
-    Work w;
+    std::vector<Work> batch;
     {
       std::unique_lock<std::mutex> l(mu_);
       for (;;) {
@@ -105,13 +117,20 @@ void Spool::DeliveryLoop() {
           idle_cv_.notify_all();
           return;
         }
+        // Everything due, up to a bound: the mailboxes' syncs are shared
+        // across the batch (Mailbox::CommitAll).
         auto now = std::chrono::steady_clock::now();
-        auto it = std::find_if(deliveries_.begin(), deliveries_.end(), [&](const Work& x) { return x.due <= now; });
-        if (it != deliveries_.end()) {
-          w = std::move(*it);
-          deliveries_.erase(it);
-          break;
+        size_t bytes = 0;
+        for (auto it = deliveries_.begin(); it != deliveries_.end() && batch.size() < kMaxBatch && bytes < kMaxBatchBytes;) {
+          if (it->due > now) {
+            ++it;
+            continue;
+          }
+          bytes += it->entry.msg.body.size();
+          batch.push_back(std::move(*it));
+          it = deliveries_.erase(it);
         }
+        if (!batch.empty()) break;
         if (deliveries_.empty()) {
           delivery_cv_.wait(l);
         } else {
@@ -122,16 +141,22 @@ void Spool::DeliveryLoop() {
       }
       delivering_ = true;
     }
-    auto done = DeliverEntry(w.entry, w.replayed, w.retry);
+    DeliverBatch(batch);
     {
       std::lock_guard<std::mutex> l(mu_);
       delivering_ = false;
-      for (auto [rcpt, state] : done) {
-        w.entry.state[rcpt] = state;
-        done_marks_.push_back(DoneMark{w.entry.msg.id, rcpt, state});
-        ++(state == RcptState::kDelivered ? stats_.delivered : stats_.already_there);
-      }
-      if (!w.entry.Retired()) {
+      for (Work& w : batch) {
+        for (auto [rcpt, state] : w.done) {
+          w.entry.state[rcpt] = state;
+          done_marks_.push_back(DoneMark{w.entry.msg.id, rcpt, state});
+          ++(state == RcptState::kDelivered ? stats_.delivered : stats_.already_there);
+        }
+        w.done.clear();
+        if (w.entry.Retired()) {
+          --backlog_messages_;
+          backlog_bytes_ -= w.entry.msg.body.size();
+          continue;
+        }
         ++stats_.delivery_failures;
         // A failed commit may still have left the copy in the mailbox (say
         // the directory fsync failed after the rename): check, like a replay.
@@ -140,67 +165,96 @@ void Spool::DeliveryLoop() {
         w.due = std::chrono::steady_clock::now() + opts_.retry_delay;
         deliveries_.push_back(std::move(w));
       }
+      stats_.backlog_messages = backlog_messages_;
+      stats_.backlog_bytes = backlog_bytes_;
     }
     commit_cv_.notify_one();
     idle_cv_.notify_all();
   }
 }
 
-std::vector<std::pair<uint32_t, RcptState>> Spool::DeliverEntry(SpoolEntry& e, bool replayed, bool retry) {
-  std::vector<std::pair<uint32_t, RcptState>> done;
-  const SpoolMessage& m = e.msg;
-  // One copy per mailbox, even if two recipients map to the same user.
-  std::map<std::string, std::vector<uint32_t>> by_user;
-  for (uint32_t i = 0; i < m.rcpts.size(); ++i) {
-    if (e.state[i] == RcptState::kPending) by_user[m.rcpts[i].user].push_back(i);
+Mailbox* Spool::OpenMailbox(const std::string& user, const MessageId& id) {
+  auto& box = boxes_[user];
+  if (box) return box.get();
+  const std::string dir = JoinPath(opts_.mail_dir, user);
+  Status c = Mailbox::Create(fs_, dir);
+  auto opened = c.ok() ? Mailbox::Open(fs_, dir, opts_.mailbox) : Result<std::unique_ptr<Mailbox>>(c);
+  if (!opened.ok()) {
+    Log("deliver " + id.ToString() + " to " + user + ": cannot open mailbox: " + opened.status().ToString());
+    return nullptr;
   }
-  for (const auto& [user, idx] : by_user) {
-    auto& box = boxes_[user];
-    const std::string dir = JoinPath(opts_.mail_dir, user);
-    if (!box) {
-      Status c = Mailbox::Create(fs_, dir);
-      auto opened = c.ok() ? Mailbox::Open(fs_, dir, opts_.mailbox) : Result<std::unique_ptr<Mailbox>>(c);
-      if (!opened.ok()) {
-        Log("deliver " + m.id.ToString() + " to " + user + ": cannot open mailbox: " + opened.status().ToString());
+  box = std::move(opened).value();
+  return box.get();
+}
+
+void Spool::DeliverBatch(std::vector<Work>& batch) {
+  // The copies to commit, per mailbox, in batch order.
+  struct Copy {
+    Work* work;
+    std::vector<uint32_t> rcpts;
+    std::unique_ptr<Delivery> delivery;
+  };
+  std::map<std::string, std::vector<Copy>> by_user;
+  std::set<std::string> broken;  // mailboxes to reopen: a failure may have left them inconsistent
+  for (Work& w : batch) {
+    const SpoolMessage& m = w.entry.msg;
+    // One copy per mailbox, even if two recipients map to the same user.
+    std::map<std::string, std::vector<uint32_t>> users;
+    for (uint32_t i = 0; i < m.rcpts.size(); ++i) {
+      if (w.entry.state[i] == RcptState::kPending) users[m.rcpts[i].user].push_back(i);
+    }
+    for (auto& [user, idx] : users) {
+      if (broken.count(user)) continue;
+      Mailbox* box = OpenMailbox(user, m.id);
+      if (box == nullptr) continue;
+      if (w.replayed) {
+        // Delivered before the crash, maybe even fetched and deleted since:
+        // the mailbox knows the MessageId either way. One scan per mailbox
+        // confirms every copy made before the crash; a retry needs its own,
+        // for the copy its failed attempt may have left.
+        bool first_look = scanned_.insert(user).second;
+        Status r = box->Refresh(first_look || w.retry);
+        if (!r.ok()) {
+          Log("deliver " + m.id.ToString() + " to " + user + ": " + r.ToString());
+          broken.insert(user);
+          continue;
+        }
+        if (box->Knows(m.id)) {
+          for (uint32_t i : idx) w.done.emplace_back(i, RcptState::kAlreadyThere);
+          Log("deliver " + m.id.ToString() + " to " + user + ": already delivered before the restart");
+          continue;
+        }
+      }
+      auto d = box->BeginDelivery(m.id);
+      Status s = d.ok() ? Status::Ok() : d.status();
+      if (s.ok()) s = (*d)->Write(TraceHeaders(m.body, m.mail_from, m.rcpts[idx.front()].address, opts_.trace));
+      if (s.ok()) s = (*d)->Write(m.body);
+      if (!s.ok()) {
+        Log("deliver " + m.id.ToString() + " to " + user + " failed, will retry: " + s.ToString());
+        broken.insert(user);
         continue;
       }
-      box = std::move(opened).value();
+      by_user[user].push_back(Copy{&w, std::move(idx), std::move(d).value()});
     }
-    if (replayed) {
-      // Delivered before the crash, maybe even fetched and deleted since:
-      // the mailbox knows the MessageId either way. One scan per mailbox
-      // confirms every copy made before the crash; a retry needs its own,
-      // for the copy its failed attempt may have left.
-      bool first_look = scanned_.insert(user).second;
-      Status r = box->Refresh(first_look || retry);
-      if (!r.ok()) {
-        Log("deliver " + m.id.ToString() + " to " + user + ": " + r.ToString());
-        box.reset();
-        continue;
-      }
-      if (box->Knows(m.id)) {
-        for (uint32_t i : idx) done.emplace_back(i, RcptState::kAlreadyThere);
-        Log("deliver " + m.id.ToString() + " to " + user + ": already delivered before the restart");
-        continue;
-      }
-    }
-    auto d = box->BeginDelivery(m.id);
-    Status s = d.ok() ? Status::Ok() : d.status();
-    if (s.ok()) s = (*d)->Write(TraceHeaders(m.body, m.mail_from, m.rcpts[idx.front()].address, opts_.trace));
-    if (s.ok()) s = (*d)->Write(m.body);
-    if (s.ok()) {
-      auto c = (*d)->Commit();
-      s = c.ok() ? Status::Ok() : c.status();
-      if (c.ok()) Log("delivered " + m.id.ToString() + " to " + user + " uid=" + std::to_string(c->uid));
-    }
-    if (!s.ok()) {
-      Log("deliver " + m.id.ToString() + " to " + user + " failed, will retry: " + s.ToString());
-      box.reset();
-      continue;
-    }
-    for (uint32_t i : idx) done.emplace_back(i, RcptState::kDelivered);
   }
-  return done;
+  for (auto& [user, copies] : by_user) {
+    if (broken.count(user)) continue;  // dropping the Deliveries removes their tmp files
+    std::vector<Delivery*> ds;
+    for (auto& c : copies) ds.push_back(c.delivery.get());
+    auto results = boxes_[user]->CommitAll(ds);
+    for (size_t k = 0; k < copies.size(); ++k) {
+      const MessageId& id = copies[k].work->entry.msg.id;
+      if (!results[k].ok()) {
+        Log("deliver " + id.ToString() + " to " + user + " failed, will retry: " + results[k].status().ToString());
+        broken.insert(user);
+        continue;
+      }
+      Log("delivered " + id.ToString() + " to " + user + " uid=" + std::to_string(results[k]->uid));
+      for (uint32_t i : copies[k].rcpts) copies[k].work->done.emplace_back(i, RcptState::kDelivered);
+    }
+  }
+  by_user.clear();  // uncommitted Deliveries remove their tmp files through their Mailbox
+  for (const auto& user : broken) boxes_.erase(user);
 }
 
 void Spool::Stop(std::chrono::milliseconds deadline) {

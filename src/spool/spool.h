@@ -39,6 +39,11 @@ class Spool {
   struct Stats {
     uint64_t accepted = 0, delivered = 0, commits = 0, already_there = 0, delivery_failures = 0;
     size_t unretired = 0;
+    // Durable but not yet filed into every mailbox, and their bodies' bytes:
+    // all held in memory and replayed on start. The server's back-pressure
+    // watches these (docs/spool.md).
+    size_t backlog_messages = 0;
+    uint64_t backlog_bytes = 0;
   };
   using Callback = std::function<void(Status)>;
 
@@ -59,8 +64,12 @@ class Spool {
   Spool(Fs& fs, Options opts) : fs_(fs), opts_(std::move(opts)) {}
   void CommitLoop();
   void DeliveryLoop();
-  // Delivers `e`'s pending recipients; returns the (rcpt, state) pairs done.
-  std::vector<std::pair<uint32_t, RcptState>> DeliverEntry(SpoolEntry& e, bool replayed, bool retry);
+  struct Work;
+  // Files every pending recipient of the batch, each mailbox's copies with
+  // shared syncs; fills each Work's `done`.
+  void DeliverBatch(std::vector<Work>& batch);
+  // The open mailbox of `user`, created if needed; nullptr (logged) on error.
+  Mailbox* OpenMailbox(const std::string& user, const MessageId& id);
   void Log(const std::string& line);
 
   Fs& fs_;
@@ -85,13 +94,20 @@ class Spool {
     bool replayed;       // check the mailbox before delivering
     bool retry = false;  // ... with a fresh directory scan (a failed commit may have left an unconfirmed copy)
     std::chrono::steady_clock::time_point due;
+    std::vector<std::pair<uint32_t, RcptState>> done;  // filled by DeliverBatch
   };
+  // A delivery round takes at most this much: bounds the latency of one
+  // round and the number of tmp files open at once.
+  static constexpr size_t kMaxBatch = 256;
+  static constexpr size_t kMaxBatchBytes = 64u << 20;
   std::deque<Work> deliveries_;
   bool stopping_ = false;
   bool commit_stopped_ = false;
   bool broken_ = false;  // an fdatasync failed: nothing more is accepted
   bool delivering_ = false;
   Stats stats_;
+  size_t backlog_messages_ = 0;
+  uint64_t backlog_bytes_ = 0;
   std::map<std::string, std::unique_ptr<Mailbox>> boxes_;  // delivery thread only
   std::set<std::string> scanned_;  // mailboxes whose directory this Spool has caught up with
   std::thread commit_thread_, delivery_thread_;

@@ -133,7 +133,7 @@ Status Delivery::Write(std::string_view chunk) {
 
 Result<DeliveredMessage> Delivery::Commit() {
   if (done_) return Status::Invalid("delivery already finished");
-  auto r = box_->CommitDelivery(*this);
+  auto r = std::move(box_->CommitAll({this})[0]);
   if (!r.ok()) Abort();
   done_ = true;
   file_.reset();
@@ -525,34 +525,73 @@ Result<std::unique_ptr<Delivery>> Mailbox::BeginDelivery(std::optional<MessageId
   return std::unique_ptr<Delivery>(new Delivery(this, id, std::move(name), std::move(file)));
 }
 
-Result<DeliveredMessage> Mailbox::CommitDelivery(Delivery& d) {
-  HF_RETURN_IF_ERROR(d.file_->SyncData());
-  DeliveredMessage out;
-  {
-    HF_ASSIGN_OR_RETURN(Lock lock, LockAndLoad());
-    // Assigned under the lock and made durable before the file appears in
-    // new/: after any crash the next UID is past this one, so no two files
-    // ever carry the same U= (a crash in between only leaves a UID unused).
-    out.uid = std::max(state_.uid_next(), uid_floor_ + 1);
-    out.id = d.id_;
-    out.size = d.size_;
-    out.name = FinalName(d.tmp_name_, d.size_, d.size_ + d.bare_lf_, out.uid);
-    IndexRecord add;
-    add.type = RecordType::kAdd;
-    add.uid = out.uid;
-    add.entry.uid = out.uid;
-    add.entry.id = d.id_;
-    add.entry.dir = MaildirDir::kNew;
-    add.entry.name = out.name;
-    add.entry.size = d.size_;
-    add.entry.vsize = d.size_ + d.bare_lf_;
-    add.entry.sha256 = d.sha_.Finish();
-    HF_RETURN_IF_ERROR(Log({add}, true));
-    uid_floor_ = out.uid;
-    HF_RETURN_IF_ERROR(fs_.Rename(Path("tmp/" + d.tmp_name_), Path("new/" + out.name)));
+std::vector<Result<DeliveredMessage>> Mailbox::CommitAll(const std::vector<Delivery*>& ds) {
+  std::vector<Result<DeliveredMessage>> out(ds.size(), Status::Invalid("delivery already finished"));
+  std::vector<File*> files;
+  std::vector<size_t> which;  // index into ds of each file
+  for (size_t i = 0; i < ds.size(); ++i) {
+    if (ds[i]->done_) continue;
+    files.push_back(ds[i]->file_.get());
+    which.push_back(i);
   }
-  d.done_ = true;  // the file is in new/ now: nothing to remove on failure
-  HF_RETURN_IF_ERROR(fs_.SyncDir(Path("new")));
+  // Every message's data first (concurrently: one journal commit for all).
+  std::vector<Status> synced = fs_.SyncDataAll(files);
+  std::vector<size_t> live;
+  for (size_t k = 0; k < which.size(); ++k) {
+    if (synced[k].ok()) live.push_back(which[k]);
+    else out[which[k]] = synced[k];
+  }
+  if (live.empty()) return out;
+  auto fail_all = [&](const Status& s) {
+    for (size_t i : live) out[i] = s;
+    return out;
+  };
+  std::vector<DeliveredMessage> made;
+  {
+    auto lock = LockAndLoad();
+    if (!lock.ok()) return fail_all(lock.status());
+    // UIDs assigned under the lock and made durable (one sync for all Add
+    // records) before any file appears in new/: after any crash the next UID
+    // is past these, so no two files ever carry the same U= (a crash in
+    // between only leaves UIDs unused).
+    std::vector<IndexRecord> adds;
+    uint32_t uid = std::max(state_.uid_next(), uid_floor_ + 1);
+    for (size_t i : live) {
+      Delivery& d = *ds[i];
+      DeliveredMessage m;
+      m.uid = uid++;
+      m.id = d.id_;
+      m.size = d.size_;
+      m.name = FinalName(d.tmp_name_, d.size_, d.size_ + d.bare_lf_, m.uid);
+      IndexRecord add;
+      add.type = RecordType::kAdd;
+      add.uid = m.uid;
+      add.entry.uid = m.uid;
+      add.entry.id = d.id_;
+      add.entry.dir = MaildirDir::kNew;
+      add.entry.name = m.name;
+      add.entry.size = d.size_;
+      add.entry.vsize = d.size_ + d.bare_lf_;
+      add.entry.sha256 = d.sha_.Finish();
+      adds.push_back(std::move(add));
+      made.push_back(std::move(m));
+    }
+    Status logged = Log(adds, true);
+    if (!logged.ok()) return fail_all(logged);
+    uid_floor_ = made.back().uid;
+    for (size_t k = 0; k < live.size(); ++k) {
+      Delivery& d = *ds[live[k]];
+      Status r = fs_.Rename(Path("tmp/" + d.tmp_name_), Path("new/" + made[k].name));
+      if (r.ok()) d.done_ = true;  // the file is in new/ now: nothing to remove on failure
+      out[live[k]] = r.ok() ? Result<DeliveredMessage>(made[k]) : Result<DeliveredMessage>(r);
+    }
+  }
+  Status dir = fs_.SyncDir(Path("new"));
+  if (!dir.ok()) {
+    for (size_t i : live) {
+      if (out[i].ok()) out[i] = dir;
+    }
+  }
   return out;
 }
 

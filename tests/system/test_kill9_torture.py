@@ -3,7 +3,10 @@
 
 Set-up: a temp data directory with users alice and bob and a holdfast.toml
 with [spool] segment_bytes = 1 MiB (the smallest allowed), so segments are
-rotated and retired segments removed many times during the run. One
+rotated and retired segments removed many times during the run, and
+max_backlog_messages = 1000 with congestion_wait_ms = 1000, so the server's
+back-pressure (451 4.3.1, docs/spool.md) is part of what gets killed: a
+restart replays at most about that backlog before it is ready. One
 `holdfast serve` on 127.0.0.1:<port>; every restart uses the same data
 directory and port.
 
@@ -223,7 +226,8 @@ def main(args):
         hf = hfsys.Holdfast(binary, data)
         hf.user_add("alice", "pw-alice")
         hf.user_add("bob", "pw-bob")
-        hflmtp.write_config(data, "[spool]\nsegment_bytes = 1048576\n")
+        hflmtp.write_config(data, "[spool]\nsegment_bytes = 1048576\nmax_backlog_messages = 1000\n"
+                                  "congestion_wait_ms = 1000\n")
         srv = hflmtp.Server(binary, data, tmp.sub("serve.log"))
         sh = Shared()
         threads = []
