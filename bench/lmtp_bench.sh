@@ -162,7 +162,7 @@ chown -R "$MUID:$MGID" "$DVDIR/mail" "$DVDIR/users" 2>/dev/null || true
 HF_LOG="$T/holdfast.log"
 for attempt in 1 2 3; do
   HF_PORT=$(free_port)
-  setsid "$HF" --data "$HFDATA" serve --lmtp "127.0.0.1:$HF_PORT" </dev/null >"$HF_LOG" 2>&1 &
+  setsid "$HF" --data "$HFDATA" serve --lmtp "127.0.0.1:$HF_PORT" --pop3 "127.0.0.1:$(free_port)" </dev/null >"$HF_LOG" 2>&1 &
   HF_PID=$!
   for _ in $(seq 300); do
     grep -q 'event=ready' "$HF_LOG" 2>/dev/null && break

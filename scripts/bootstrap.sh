@@ -10,7 +10,7 @@ PACKAGES=(
   libssl-dev libcrypt-dev libcli11-dev libtomlplusplus-dev libfmt-dev
   libgtest-dev libgmock-dev libasio-dev
   # real peers and clients used by the tests and benchmarks
-  python3 dovecot-core dovecot-pop3d dovecot-lmtpd swaks util-linux postfix
+  python3 dovecot-core dovecot-pop3d dovecot-lmtpd swaks util-linux postfix curl openssl fetchmail
 )
 
 missing=()

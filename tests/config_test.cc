@@ -91,8 +91,9 @@ TEST(ConfigTest, UnknownNestedKey) {
 }
 
 TEST(ConfigTest, UnknownTable) {
-  EXPECT_CONTAINS(ParseError("[pop3]\nport = 110\n"), "unknown table 'pop3'");
-  EXPECT_CONTAINS(ParseError("[pop3]\n"), "unknown table 'pop3'");
+  EXPECT_CONTAINS(ParseError("[imap]\nport = 143\n"), "unknown table 'imap'");
+  EXPECT_CONTAINS(ParseError("[imap]\n"), "unknown table 'imap'");
+  EXPECT_CONTAINS(ParseError("[pop3]\nport = 110\n"), "unknown key 'pop3.port'");
   EXPECT_CONTAINS(ParseError("[delivery.extra]\n"), "unknown table 'delivery.extra'");
   EXPECT_CONTAINS(ParseError("[[log]]\nlevel = \"info\"\n"), "key 'log' must be a table");
   EXPECT_CONTAINS(ParseError("[[servers]]\nx = 1\n"), "unknown key 'servers'");

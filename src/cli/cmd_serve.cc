@@ -8,6 +8,7 @@ namespace {
 struct ServeArgs {
   std::string lmtp;
   std::string lmtp_unix;
+  std::string pop3;
 };
 
 }  // namespace
@@ -16,10 +17,12 @@ void AddServeCommand(CLI::App& app, Runner* run) {
   auto args = std::make_shared<ServeArgs>();
   CLI::App* sub = app.add_subcommand(
       "serve",
-      "Run the daemon: LMTP on 127.0.0.1:2424 by default, in front of the durable spool.\n"
+      "Run the daemon: LMTP on 127.0.0.1:2424 by default, in front of the durable spool, and\n"
+      "POP3 on 127.0.0.1:1110 (STLS, and POP3S on pop3.tls_listen, once a certificate is set).\n"
       "Recovery runs before the first connection. SIGTERM drains and exits 0; SIGHUP reloads\n"
       "the configuration and reopens the log file. Logs: one event a line on stderr (or log.file).");
   sub->add_option("--lmtp", args->lmtp, "LMTP listener ADDR:PORT (overrides lmtp.listen)");
+  sub->add_option("--pop3", args->pop3, "POP3 listener ADDR:PORT (overrides pop3.listen; default 127.0.0.1:1110)");
   sub->add_option("--lmtp-unix", args->lmtp_unix, "LMTP on a UNIX socket at this path (overrides lmtp.unix_socket)");
   sub->callback([run, args] {
     *run = [args](Context& ctx) {
@@ -29,6 +32,7 @@ void AddServeCommand(CLI::App& app, Runner* run) {
       o.config = ctx.config();
       o.lmtp_listen = args->lmtp;
       o.lmtp_unix = args->lmtp_unix;
+      o.pop3_listen = args->pop3;
       return RunServer(std::move(o));
     };
   });

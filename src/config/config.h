@@ -37,6 +37,19 @@ struct Config {
     int64_t max_data_line = 1 << 20;              // 1000 .. 1 GiB
     int64_t max_bytes_before_lhlo = 4096;         // 512 .. 1 MiB
   } lmtp;
+  struct Pop3 {
+    std::string listen = "127.0.0.1:1110";       // ADDR:PORT, "" for none
+    std::string tls_listen;                       // POP3S (TLS from the first byte), "" for none
+    bool allow_plaintext_auth = false;            // USER/PASS, AUTH PLAIN without TLS off loopback
+    int64_t max_connections = 1000;               // 1 .. 100000
+    int64_t max_connections_per_ip = 50;          // 1 .. 100000
+    int64_t idle_timeout_ms = 600000;             // RFC 1939: at least 10 minutes
+    int64_t auth_failure_delay_ms = 1000;         // doubles per recent failure from an address, max 16x
+  } pop3;
+  struct Tls {
+    std::string cert_file;  // PEM chain; "" = DATA/tls/cert.pem if present
+    std::string key_file;   // PEM key;   "" = DATA/tls/key.pem if present
+  } tls;
   struct Spool {
     int64_t segment_bytes = 64 << 20;             // 1 MiB .. 1 GiB
     // Back-pressure (docs/spool.md): above either backlog bound a message

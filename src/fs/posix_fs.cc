@@ -8,6 +8,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
 #include <system_error>
 #include <thread>
 
@@ -91,6 +95,71 @@ Result<std::unique_ptr<File>> OpenWith(const std::string& path, int flags, int m
   return std::unique_ptr<File>(new PosixFile(fd, path));
 }
 
+// Threads kept for SyncDataAll: starting threads per call cost more than
+// the syncs of a small batch (stacks mapped and unmapped, TLB shootdowns).
+class SyncPool {
+ public:
+  static constexpr size_t kThreads = 15;
+  static SyncPool& Get() {
+    static SyncPool* pool = new SyncPool;  // never destroyed: threads may outlive main's statics
+    return *pool;
+  }
+  // Runs `work` on the calling thread and on up to `helpers` pool threads at
+  // once; returns when every copy has returned.
+  void Run(size_t helpers, const std::function<void()>& work) {
+    std::mutex done_mu;
+    std::condition_variable done_cv;
+    size_t pending = 0;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      Start();
+      helpers = std::min(helpers, threads_);
+      pending = helpers;
+      for (size_t i = 0; i < helpers; ++i) {
+        jobs_.push_back([&] {
+          work();
+          std::lock_guard<std::mutex> d(done_mu);
+          if (--pending == 0) done_cv.notify_all();
+        });
+      }
+    }
+    cv_.notify_all();
+    work();
+    std::unique_lock<std::mutex> d(done_mu);
+    done_cv.wait(d, [&] { return pending == 0; });
+  }
+
+ private:
+  // Caller holds mu_. Fewer threads if the system has none to give.
+  void Start() {
+    while (threads_ < kThreads) {
+      try {
+        std::thread([this] { Loop(); }).detach();
+      } catch (const std::system_error&) {
+        return;
+      }
+      ++threads_;
+    }
+  }
+  void Loop() {
+    for (;;) {
+      std::function<void()> job;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [&] { return !jobs_.empty(); });
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      job();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  size_t threads_ = 0;
+};
+
 class RealFs : public Fs {
  public:
   Result<std::unique_ptr<File>> CreateExclusive(const std::string& path, int mode) override {
@@ -119,27 +188,19 @@ class RealFs : public Fs {
     return Status::Ok();
   }
   std::vector<Status> SyncDataAll(const std::vector<File*>& files) override {
-    // One thread per file, at most kMaxThreads: concurrent fdatasyncs wait
-    // on the same ext4/XFS journal commit instead of one commit each.
-    constexpr size_t kMaxThreads = 16;
     std::vector<Status> out(files.size());
     if (files.size() <= 1) {
       for (size_t i = 0; i < files.size(); ++i) out[i] = files[i]->SyncData();
       return out;
     }
+    // The caller and up to SyncPool::kThreads helpers take files in turn:
+    // concurrent fdatasyncs share a journal commit (ext4, XFS) and keep the
+    // device's queue full instead of one request at a time.
     std::atomic<size_t> next{0};
     auto work = [&] {
       for (size_t i; (i = next.fetch_add(1)) < files.size();) out[i] = files[i]->SyncData();
     };
-    std::vector<std::thread> threads;
-    size_t n = std::min(files.size(), kMaxThreads) - 1;
-    try {
-      for (size_t t = 0; t < n; ++t) threads.emplace_back(work);
-    } catch (const std::system_error&) {
-      // Out of threads: the ones running and this one still sync them all.
-    }
-    work();
-    for (auto& t : threads) t.join();
+    SyncPool::Get().Run(std::min(files.size() - 1, SyncPool::kThreads), work);
     return out;
   }
   Status SyncDir(const std::string& path) override {

@@ -50,4 +50,15 @@ void Logger::Log(Level level, std::string_view line) {
   std::fflush(out_);
 }
 
+std::string Kv(std::string_view v) {
+  std::string out;
+  bool quote = v.empty() || v.find_first_of(" \"=") != std::string_view::npos;
+  for (char c : v) {
+    auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') out += '\\';
+    out += (u < 0x20 || u == 0x7f) ? '?' : c;
+  }
+  return quote ? "\"" + out + "\"" : out;
+}
+
 }  // namespace holdfast

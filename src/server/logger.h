@@ -30,4 +30,8 @@ class Logger {
   FILE* out_ = stderr;
 };
 
+// A value for a key=value log field: quoted when it holds a space, '"' or
+// '=' (or is empty); control bytes become '?', so one event stays one line.
+std::string Kv(std::string_view v);
+
 }  // namespace holdfast

@@ -10,7 +10,9 @@
 #include "fs/fs.h"
 #include "lmtp/address.h"
 #include "lmtp/lmtp_session.h"
+#include "server/endpoint.h"
 #include "server/logger.h"
+#include "server/pop3_server.h"
 #include "spool/spool.h"
 #include "users/user_name.h"
 #include "users/users_file.h"
@@ -37,17 +39,6 @@ auto AsyncSubmit(Spool& spool, SpoolMessage msg, Token&& token) {
       token, std::move(msg));
 }
 
-std::string Kv(std::string_view v) {
-  std::string out;
-  bool quote = v.empty() || v.find_first_of(" \"=") != std::string_view::npos;
-  for (char c : v) {
-    auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') out += '\\';
-    out += (u < 0x20 || u == 0x7f) ? '?' : c;
-  }
-  return quote ? "\"" + out + "\"" : out;
-}
-
 class Server {
  public:
   Server(ServeOptions opts, Logger& log) : opts_(std::move(opts)), log_(log), signals_(io_, SIGTERM, SIGINT, SIGHUP) {}
@@ -65,6 +56,9 @@ class Server {
     WaitForSignal();
     log_.Info("event=ready");
     io_.run();
+    // Blocking POP3 work still running finishes before anything it uses goes.
+    pool_.join();
+    if (pop3_) pop3_->Close();
     spool_->Stop(std::chrono::seconds(10));
     auto st = spool_->stats();
     log_.Info("event=stopped accepted=" + std::to_string(st.accepted) + " delivered=" + std::to_string(st.delivered) +
@@ -113,11 +107,7 @@ class Server {
     if (addr.empty() && path.empty()) return Status::Invalid("no LMTP listener configured");
     try {
       if (!addr.empty()) {
-        auto colon = addr.rfind(':');
-        std::string host = addr.substr(0, colon);
-        if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-        auto ep = tcp::endpoint(asio::ip::make_address(host),
-                                static_cast<unsigned short>(std::stoul(addr.substr(colon + 1))));
+        HF_ASSIGN_OR_RETURN(auto ep, ParseEndpoint(addr));
         tcp_ = std::make_unique<tcp::acceptor>(io_, ep);  // SO_REUSEADDR is asio's default
         asio::co_spawn(io_, AcceptLoop(*tcp_), asio::detached);
         log_.Info("event=listening protocol=lmtp address=" + Kv(addr));
@@ -133,7 +123,9 @@ class Server {
     } catch (const std::exception& e) {
       return Status::Io("cannot listen on " + (addr.empty() ? path : addr) + ": " + e.what());
     }
-    return Status::Ok();
+    pop3_ = std::make_unique<Pop3Server>(io_, pool_, log_, opts_.data_dir, opts_.config);
+    pop3_->on_session_end = [this] { StopIfIdle(); };
+    return pop3_->Start(opts_.pop3_listen);
   }
 
   template <typename Acceptor>
@@ -202,7 +194,8 @@ class Server {
     struct Leave {
       Server* s;
       ~Leave() {
-        if (--s->sessions_ == 0 && s->draining_) s->io_.stop();
+        --s->sessions_;
+        s->StopIfIdle();
       }
     } leave{this};
     log_.Info("event=connect protocol=lmtp client=" + Kv(peer));
@@ -318,6 +311,11 @@ class Server {
     co_return Status::Busy("spool backlog above its bounds");
   }
 
+  // Once draining, the loop stops when the last session of either protocol ends.
+  void StopIfIdle() {
+    if (draining_ && sessions_ == 0 && (!pop3_ || pop3_->sessions() == 0)) io_.stop();
+  }
+
   void WaitForSignal() {
     signals_.async_wait([this](std::error_code ec, int sig) {
       if (ec) return;
@@ -337,7 +335,8 @@ class Server {
       std::error_code ignore;
       if (tcp_) tcp_->close(ignore);
       if (unix_) unix_->close(ignore);
-      if (sessions_ == 0) {
+      if (pop3_) pop3_->Drain();
+      if (sessions_ + (pop3_ ? pop3_->sessions() : 0) == 0) {
         io_.stop();
         return;
       }
@@ -365,6 +364,10 @@ class Server {
 
   ServeOptions opts_;
   Logger& log_;
+  // Before io_: destroying io_ destroys suspended sessions, whose clean-up
+  // still touches pop3_; Run() joins the pool before that.
+  asio::thread_pool pool_{2};
+  std::unique_ptr<Pop3Server> pop3_;
   asio::io_context io_;
   asio::signal_set signals_;
   std::unique_ptr<Spool> spool_;

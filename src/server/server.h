@@ -20,6 +20,7 @@ struct ServeOptions {
   Config config;
   std::string lmtp_listen;  // --lmtp, overrides lmtp.listen when set
   std::string lmtp_unix;    // --lmtp-unix, overrides lmtp.unix_socket when set
+  std::string pop3_listen;  // --pop3, overrides pop3.listen when set
 };
 
 // Runs until a stop signal; returns the process exit code.

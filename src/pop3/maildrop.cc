@@ -1,0 +1,53 @@
+#include "pop3/maildrop.h"
+
+namespace holdfast::pop3 {
+
+Result<std::unique_ptr<Maildrop>> Maildrop::Open(Fs& fs, const std::string& maildir, MailboxOptions opts) {
+  HF_RETURN_IF_ERROR(Mailbox::Create(fs, maildir));
+  // No waiting: a second login is told [IN-USE] at once (RFC 2449).
+  auto lock = fs.LockFile(JoinPath(maildir, kLockFile), std::chrono::milliseconds(0));
+  if (!lock.ok()) {
+    if (lock.status().kind() == Status::Kind::kBusy) return Status::Busy("maildrop in use by another session");
+    return lock.status();
+  }
+  HF_ASSIGN_OR_RETURN(auto box, Mailbox::Open(fs, maildir, std::move(opts)));
+  HF_ASSIGN_OR_RETURN(auto entries, box->List());
+  return std::unique_ptr<Maildrop>(
+      new Maildrop(fs, std::move(lock).value(), std::move(box), std::move(entries)));
+}
+
+std::vector<MessageInfo> Maildrop::Listing() const {
+  std::vector<MessageInfo> out;
+  out.reserve(entries_.size());
+  for (const auto& e : entries_) out.push_back(MessageInfo{e.vsize, e.id.ToString()});
+  return out;
+}
+
+Result<std::unique_ptr<File>> Maildrop::OpenMessage(size_t n) {
+  if (n == 0 || n > entries_.size()) return Status::Invalid("no message " + std::to_string(n));
+  IndexEntry& e = entries_[n - 1];
+  auto f = fs_.OpenRead(e.Path(box_->dir()));
+  if (f.ok() || f.status().kind() != Status::Kind::kNotFound) return f;
+  // Renamed by another Maildir tool (new/ -> cur/, flags): look it up again.
+  HF_ASSIGN_OR_RETURN(auto now, box_->List());
+  for (const auto& cur : now) {
+    if (cur.uid == e.uid && cur.id == e.id) {
+      e.dir = cur.dir;
+      e.name = cur.name;
+      return fs_.OpenRead(e.Path(box_->dir()));
+    }
+  }
+  return Status::NotFound("message " + std::to_string(n) + " was removed by another program");
+}
+
+Status Maildrop::Commit(const std::vector<size_t>& numbers) {
+  std::vector<ExpungeTarget> targets;
+  for (size_t n : numbers) {
+    if (n == 0 || n > entries_.size()) return Status::Invalid("no message " + std::to_string(n));
+    targets.push_back(ExpungeTarget{entries_[n - 1].uid, entries_[n - 1].id});
+  }
+  if (targets.empty()) return Status::Ok();
+  return box_->Expunge(targets);
+}
+
+}  // namespace holdfast::pop3

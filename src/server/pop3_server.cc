@@ -1,0 +1,425 @@
+#include "server/pop3_server.h"
+
+#include <algorithm>
+
+#include "pop3/dot_stuff.h"
+#include "server/endpoint.h"
+#include "users/password.h"
+#include "users/user_name.h"
+#include "users/users_file.h"
+
+namespace holdfast {
+namespace {
+
+using asio::awaitable;
+using asio::use_awaitable;
+using tcp = asio::ip::tcp;
+
+// Runs `f` on the pool and resumes the calling coroutine on its own
+// executor with the result. Callers pass a named lambda: GCC 12 mis-copies
+// a lambda temporary inside a co_await expression (its captured strings end
+// up pointing into the coroutine frame).
+template <typename F>
+auto OnPool(asio::thread_pool& pool, F f) {
+  using R = decltype(f());
+  return asio::async_initiate<decltype(use_awaitable), void(R)>(
+      [&pool](auto handler, F fn) {
+        auto ex = asio::get_associated_executor(handler);
+        asio::post(pool, [ex, h = std::move(handler), fn = std::move(fn)]() mutable {
+          R r = fn();
+          asio::post(ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); });
+        });
+      },
+      use_awaitable, std::move(f));
+}
+
+bool IsLoopback(const asio::ip::address& a) {
+  if (a.is_loopback()) return true;
+  return a.is_v6() && a.to_v6().is_v4_mapped() && asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).is_loopback();
+}
+
+const char* AuthResultName(pop3::AuthResult r) {
+  switch (r) {
+    case pop3::AuthResult::kOk: return "ok";
+    case pop3::AuthResult::kBadCredentials: return "bad_credentials";
+    case pop3::AuthResult::kInUse: return "in_use";
+    case pop3::AuthResult::kLoginDelay: return "login_delay";
+    case pop3::AuthResult::kTempFailure: return "temp_failure";
+    case pop3::AuthResult::kPermFailure: return "perm_failure";
+  }
+  return "?";
+}
+
+}  // namespace
+
+struct Pop3Server::Conn {
+  asio::ssl::stream<tcp::socket> stream;
+  bool tls = false;
+  asio::steady_timer idle;
+  bool timed_out = false;
+  bool cancelled = false;  // by Drain()
+};
+
+Pop3Server::Pop3Server(asio::io_context& io, asio::thread_pool& pool, Logger& log, std::string data_dir,
+                       const Config& config)
+    : io_(io), pool_(pool), log_(log), data_dir_(std::move(data_dir)), config_(config),
+      no_tls_(asio::ssl::context::tls_server) {}
+
+Pop3Server::~Pop3Server() = default;
+
+Status Pop3Server::LoadTls() {
+  std::string cert = config_.tls.cert_file, key = config_.tls.key_file;
+  if (cert.empty() != key.empty()) return Status::Invalid("tls.cert_file and tls.key_file must be set together");
+  if (cert.empty()) {
+    // `make run` puts a self-signed pair here on first start.
+    cert = JoinPath(data_dir_, "tls/cert.pem");
+    key = JoinPath(data_dir_, "tls/key.pem");
+    if (!PosixFs().Stat(cert).ok() || !PosixFs().Stat(key).ok()) return Status::Ok();  // no TLS
+  }
+  auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+  std::error_code ec;
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1,
+                   ec);
+  if (!ec) ctx->use_certificate_chain_file(cert, ec);
+  if (ec) return Status::Invalid("TLS certificate " + cert + ": " + ec.message());
+  ctx->use_private_key_file(key, asio::ssl::context::pem, ec);
+  if (ec) return Status::Invalid("TLS key " + key + ": " + ec.message());
+  tls_ = std::move(ctx);
+  log_.Info("event=tls_loaded cert=" + Kv(cert));
+  return Status::Ok();
+}
+
+Status Pop3Server::Start(const std::string& listen) {
+  HF_RETURN_IF_ERROR(LoadTls());
+  std::string plain = listen.empty() ? config_.pop3.listen : listen;
+  if (!plain.empty()) HF_RETURN_IF_ERROR(OpenListener(plain, false));
+  if (!config_.pop3.tls_listen.empty()) {
+    if (!tls_) return Status::Invalid("pop3.tls_listen is set but no TLS certificate is configured (tls.cert_file)");
+    HF_RETURN_IF_ERROR(OpenListener(config_.pop3.tls_listen, true));
+  }
+  return Status::Ok();
+}
+
+Status Pop3Server::OpenListener(const std::string& addr, bool implicit_tls) {
+  HF_ASSIGN_OR_RETURN(auto ep, ParseEndpoint(addr));
+  try {
+    acceptors_.push_back(std::make_unique<tcp::acceptor>(io_, ep));
+  } catch (const std::exception& e) {
+    return Status::Io("cannot listen on " + addr + ": " + e.what());
+  }
+  asio::co_spawn(io_, AcceptLoop(*acceptors_.back(), implicit_tls), asio::detached);
+  log_.Info(std::string("event=listening protocol=") + (implicit_tls ? "pop3s" : "pop3") + " address=" + Kv(addr) +
+            (!implicit_tls && tls_ ? " stls=yes" : ""));
+  return Status::Ok();
+}
+
+void Pop3Server::Close() {
+  std::error_code ignore;
+  for (auto& a : acceptors_) a->close(ignore);
+  acceptors_.clear();
+}
+
+void Pop3Server::Drain() {
+  draining_ = true;
+  std::error_code ignore;
+  for (auto& a : acceptors_) a->close(ignore);
+  auto cancels = cancel_;  // a canceller may end its session and erase itself
+  for (auto& [id, cancel] : cancels) cancel();
+}
+
+awaitable<void> Pop3Server::AcceptLoop(tcp::acceptor& acceptor, bool implicit_tls) {
+  for (;;) {
+    std::error_code ec;
+    auto sock = co_await acceptor.async_accept(asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || draining_) co_return;
+      log_.Warn("event=accept_failed protocol=pop3 reason=" + Kv(ec.message()));
+      continue;
+    }
+    asio::co_spawn(io_, Serve(std::move(sock), implicit_tls), asio::detached);
+  }
+}
+
+awaitable<std::error_code> Pop3Server::Write(Conn& c, std::string_view data) {
+  std::error_code ec;
+  c.idle.expires_after(std::chrono::milliseconds(config_.pop3.idle_timeout_ms));
+  c.idle.async_wait([&c](std::error_code e) {
+    if (e) return;
+    c.timed_out = true;
+    std::error_code ignore;
+    c.stream.next_layer().cancel(ignore);
+  });
+  if (c.tls) {
+    co_await asio::async_write(c.stream, asio::buffer(data), asio::redirect_error(use_awaitable, ec));
+  } else {
+    co_await asio::async_write(c.stream.next_layer(), asio::buffer(data), asio::redirect_error(use_awaitable, ec));
+  }
+  c.idle.cancel();
+  co_return ec;
+}
+
+awaitable<size_t> Pop3Server::Read(Conn& c, std::vector<char>& buf, std::error_code& ec) {
+  c.idle.expires_after(std::chrono::milliseconds(config_.pop3.idle_timeout_ms));
+  c.idle.async_wait([&c](std::error_code e) {
+    if (e) return;
+    c.timed_out = true;
+    std::error_code ignore;
+    c.stream.next_layer().cancel(ignore);
+  });
+  size_t n = 0;
+  if (c.tls) {
+    n = co_await c.stream.async_read_some(asio::buffer(buf), asio::redirect_error(use_awaitable, ec));
+  } else {
+    n = co_await c.stream.next_layer().async_read_some(asio::buffer(buf), asio::redirect_error(use_awaitable, ec));
+  }
+  c.idle.cancel();
+  co_return n;
+}
+
+awaitable<bool> Pop3Server::Handshake(Conn& c) {
+  std::error_code ec;
+  c.idle.expires_after(std::chrono::seconds(30));
+  c.idle.async_wait([&c](std::error_code e) {
+    if (e) return;
+    c.timed_out = true;
+    std::error_code ignore;
+    c.stream.next_layer().cancel(ignore);
+  });
+  co_await c.stream.async_handshake(asio::ssl::stream_base::server, asio::redirect_error(use_awaitable, ec));
+  c.idle.cancel();
+  if (!ec) c.tls = true;
+  co_return !ec;
+}
+
+Pop3Server::LoginResult Pop3Server::Login(const std::string& user, const std::string& password) {
+  LoginResult r;
+  r.result = pop3::AuthResult::kBadCredentials;
+  auto name = UserName::Parse(user);
+  UsersFile users(PosixFs(), data_dir_);
+  std::optional<UserRecord> rec;
+  if (name.ok()) {
+    auto found = users.Find(*name);
+    if (!found.ok()) {
+      r.result = pop3::AuthResult::kTempFailure;
+      r.reason = found.status().ToString();
+      return r;
+    }
+    rec = std::move(found).value();
+  }
+  // Hash even for an unknown user, so the reply time does not tell which
+  // user names exist.
+  static const std::string kDummy = [] {
+    auto h = HashPassword("holdfast-dummy-password");
+    return h.ok() ? *h : std::string();
+  }();
+  bool good = VerifyPassword(password, rec ? rec->password_hash : kDummy) && rec.has_value();
+  if (!good) {
+    r.reason = rec ? "wrong password" : "unknown user";
+    return r;
+  }
+  MailboxOptions mo;
+  mo.hostname = config_.hostname;
+  mo.lock_timeout = std::chrono::milliseconds(config_.delivery.lock_timeout_ms);
+  auto drop = pop3::Maildrop::Open(PosixFs(), JoinPath(JoinPath(data_dir_, "mail"), name->str()), mo);
+  if (!drop.ok()) {
+    r.result = drop.status().kind() == Status::Kind::kBusy ? pop3::AuthResult::kInUse
+               : drop.status().kind() == Status::Kind::kCorrupt ? pop3::AuthResult::kPermFailure
+                                                                 : pop3::AuthResult::kTempFailure;
+    r.reason = drop.status().ToString();
+    return r;
+  }
+  r.result = pop3::AuthResult::kOk;
+  r.drop = std::move(drop).value();
+  return r;
+}
+
+std::chrono::milliseconds Pop3Server::FailureDelay(const std::string& ip) {
+  auto now = std::chrono::steady_clock::now();
+  // Forget addresses quiet for 15 minutes (also bounds the map).
+  for (auto it = failures_.begin(); it != failures_.end();) {
+    it = now - it->second.last > std::chrono::minutes(15) ? failures_.erase(it) : std::next(it);
+  }
+  Failures& f = failures_[ip];
+  f.count = std::min(f.count + 1, 5u);
+  f.last = now;
+  return std::chrono::milliseconds(config_.pop3.auth_failure_delay_ms << (f.count - 1));
+}
+
+awaitable<bool> Pop3Server::SendMessage(Conn& c, pop3::Maildrop& drop, const pop3::Event& ev,
+                                         pop3::RetrieveResult* result) {
+  const size_t n = ev.message;
+  // Named, not a temporary inside co_await: GCC 12 mis-copies those.
+  auto open = [&drop, n] { return drop.OpenMessage(n); };
+  auto file = co_await OnPool(pool_, std::move(open));
+  if (!file.ok()) {
+    log_.Warn("event=pop3_retrieve_failed message=" + std::to_string(n) + " reason=" + Kv(file.status().ToString()));
+    *result = pop3::RetrieveResult::kUnavailable;
+    co_return true;
+  }
+  *result = pop3::RetrieveResult::kSent;
+  if (co_await Write(c, ev.status)) co_return false;
+  pop3::DotStuffer stuffer = ev.top_lines ? pop3::DotStuffer::Top(*ev.top_lines) : pop3::DotStuffer();
+  // Streamed in 256 KiB reads: a message is never held whole in memory.
+  std::string chunk(256 << 10, '\0'), wire;
+  uint64_t offset = 0;
+  for (;;) {
+    auto got = (*file)->ReadAt(offset, chunk.data(), chunk.size());
+    if (!got.ok()) {
+      // After "+OK" POP3 has no way to report an error: close.
+      log_.Warn("event=pop3_retrieve_failed message=" + std::to_string(n) + " reason=" + Kv(got.status().ToString()));
+      co_return false;
+    }
+    offset += *got;
+    wire.clear();
+    bool more = stuffer.Append(std::string_view(chunk.data(), *got), &wire);
+    if (*got < chunk.size() || !more) stuffer.Finish(&wire);
+    if (co_await Write(c, wire)) co_return false;
+    if (*got < chunk.size() || !more) co_return true;
+  }
+}
+
+awaitable<void> Pop3Server::Serve(tcp::socket sock, bool implicit_tls) {
+  std::error_code ec;
+  auto ep = sock.remote_endpoint(ec);
+  const std::string ip = ec ? "?" : ep.address().to_string();
+  const std::string peer = ec ? "?" : ip + ":" + std::to_string(ep.port());
+  const bool loopback = !ec && IsLoopback(ep.address());
+  const char* proto = implicit_tls ? "pop3s" : "pop3";
+  if (sessions_ >= static_cast<size_t>(config_.pop3.max_connections) ||
+      per_ip_[ip] >= static_cast<size_t>(config_.pop3.max_connections_per_ip) || draining_) {
+    if (per_ip_[ip] == 0) per_ip_.erase(ip);
+    log_.Warn(std::string("event=connection_refused protocol=") + proto + " client=" + Kv(peer) +
+              " reason=" + (draining_ ? "shutting_down" : "too_many_connections"));
+    if (!implicit_tls) {
+      co_await asio::async_write(sock, asio::buffer(std::string("-ERR [SYS/TEMP] too many connections, try later\r\n")),
+                                 asio::redirect_error(use_awaitable, ec));
+    }
+    co_return;
+  }
+  const uint64_t id = next_session_++;
+  ++sessions_;
+  ++per_ip_[ip];
+  Conn c{asio::ssl::stream<tcp::socket>(std::move(sock), tls_ ? *tls_ : no_tls_), false, asio::steady_timer(io_)};
+  cancel_[id] = [&c] {
+    c.cancelled = true;
+    std::error_code ignore;
+    c.stream.next_layer().cancel(ignore);
+  };
+  struct Leave {
+    Pop3Server* s;
+    uint64_t id;
+    std::string ip;
+    ~Leave() {
+      s->cancel_.erase(id);
+      if (--s->per_ip_[ip] == 0) s->per_ip_.erase(ip);
+      --s->sessions_;
+      if (s->on_session_end) s->on_session_end();
+    }
+  } leave{this, id, ip};
+  log_.Info(std::string("event=connect protocol=") + proto + " client=" + Kv(peer));
+
+  if (implicit_tls && !co_await Handshake(c)) {
+    log_.Info("event=tls_failed client=" + Kv(peer));
+    co_return;
+  }
+  pop3::Options o;
+  o.hostname = config_.hostname;
+  o.tls_available = tls_ != nullptr && !implicit_tls;
+  o.tls_active = implicit_tls;
+  o.allow_plaintext_auth = loopback || config_.pop3.allow_plaintext_auth;
+  pop3::Session session(o, pop3::Limits{});
+  std::unique_ptr<pop3::Maildrop> drop;
+  std::string user;
+  size_t retrieved = 0, deleted = 0;
+  std::string out = session.Greeting();
+  std::vector<char> buf(16 * 1024);
+  for (;;) {
+    if (!out.empty()) {
+      if (co_await Write(c, out)) break;
+      out.clear();
+    }
+    if (session.closed()) break;
+    size_t n = co_await Read(c, buf, ec);
+    if (c.timed_out || c.cancelled) {
+      const bool idle = c.timed_out;
+      session.Abort(idle ? "idle too long, closing" : "server shutting down", &out);
+      c.timed_out = c.cancelled = false;
+      (void)co_await Write(c, out);
+      log_.Info(std::string("event=") + (idle ? "idle_timeout" : "shutdown_close") + " protocol=pop3 client=" + Kv(peer));
+      break;
+    }
+    if (ec) break;  // the client went away: nothing is deleted without QUIT
+    pop3::Event ev = session.Feed(std::string_view(buf.data(), n), &out);
+    while (ev.kind != pop3::Event::Kind::kNone && ev.kind != pop3::Event::Kind::kClose) {
+      if (!out.empty()) {
+        if (co_await Write(c, out)) co_return;
+        out.clear();
+      }
+      switch (ev.kind) {
+        case pop3::Event::Kind::kAuthenticate: {
+          std::string u = ev.user, p = ev.password;
+          auto login = [this, u, p] { return Login(u, p); };
+          LoginResult r = co_await OnPool(pool_, std::move(login));
+          log_.Info("event=login protocol=pop3 client=" + Kv(peer) + " user=" + Kv(u) +
+                    " result=" + AuthResultName(r.result) + (r.reason.empty() ? "" : " reason=" + Kv(r.reason)) +
+                    (r.drop ? " messages=" + std::to_string(r.drop->count()) : ""));
+          if (r.result == pop3::AuthResult::kBadCredentials) {
+            asio::steady_timer delay(io_, FailureDelay(ip));
+            co_await delay.async_wait(asio::redirect_error(use_awaitable, ec));
+          }
+          std::vector<pop3::MessageInfo> listing;
+          if (r.drop) listing = r.drop->Listing();
+          drop = std::move(r.drop);
+          if (drop) user = u;
+          ev = session.CompleteAuth(r.result, std::move(listing), &out);
+          if (!session.authenticated()) drop.reset();  // refused or a bad snapshot: let the lock go
+          break;
+        }
+        case pop3::Event::Kind::kRetrieve: {
+          pop3::RetrieveResult result = pop3::RetrieveResult::kUnavailable;
+          if (!drop || !co_await SendMessage(c, *drop, ev, &result)) co_return;
+          ++retrieved;
+          ev = session.CompleteRetrieve(result, &out);
+          break;
+        }
+        case pop3::Event::Kind::kStartTls: {
+          if (!co_await Handshake(c)) {
+            log_.Info("event=tls_failed client=" + Kv(peer));
+            co_return;
+          }
+          ev = session.TlsStarted(&out);
+          break;
+        }
+        case pop3::Event::Kind::kQuit: {
+          // UPDATE: the deletions are durable before "+OK" (RFC 1939 section 6).
+          std::vector<size_t> marked = ev.deleted;
+          auto commit = [&drop, marked] { return drop ? drop->Commit(marked) : Status::Ok(); };
+          Status s = co_await OnPool(pool_, std::move(commit));
+          deleted = s.ok() ? marked.size() : 0;
+          log_.Info("event=update protocol=pop3 client=" + Kv(peer) + " user=" + Kv(user) +
+                    " deleted=" + std::to_string(deleted) + (s.ok() ? "" : " error=" + Kv(s.ToString())));
+          ev = session.CompleteQuit(s.ok(), &out);
+          break;
+        }
+        default:
+          ev = pop3::Event{};
+      }
+    }
+  }
+  // Release the maildrop lock (on the pool: closing is file I/O too).
+  if (drop) {
+    auto release = [&drop] {
+      drop.reset();
+      return 0;
+    };
+    co_await OnPool(pool_, std::move(release));
+  }
+  std::error_code ignore;
+  c.idle.cancel();
+  c.stream.next_layer().close(ignore);
+  log_.Info("event=disconnect protocol=pop3 client=" + Kv(peer) + (user.empty() ? "" : " user=" + Kv(user)) +
+            " retrieved=" + std::to_string(retrieved) + " deleted=" + std::to_string(deleted));
+}
+
+}  // namespace holdfast
