@@ -6,7 +6,6 @@
 #include "server/endpoint.h"
 #include "users/password.h"
 #include "users/user_name.h"
-#include "users/users_file.h"
 
 namespace holdfast {
 namespace {
@@ -61,8 +60,8 @@ struct Pop3Server::Conn {
 };
 
 Pop3Server::Pop3Server(asio::io_context& io, asio::thread_pool& pool, Logger& log, std::string data_dir,
-                       const Config& config)
-    : io_(io), pool_(pool), log_(log), data_dir_(std::move(data_dir)), config_(config),
+                       const Config& config, UsersCache& users)
+    : io_(io), pool_(pool), log_(log), data_dir_(std::move(data_dir)), config_(config), users_(users),
       no_tls_(asio::ssl::context::tls_server) {}
 
 Pop3Server::~Pop3Server() = default;
@@ -196,10 +195,9 @@ Pop3Server::LoginResult Pop3Server::Login(const std::string& user, const std::st
   LoginResult r;
   r.result = pop3::AuthResult::kBadCredentials;
   auto name = UserName::Parse(user);
-  UsersFile users(PosixFs(), data_dir_);
   std::optional<UserRecord> rec;
   if (name.ok()) {
-    auto found = users.Find(*name);
+    auto found = users_.Find(*name);
     if (!found.ok()) {
       r.result = pop3::AuthResult::kTempFailure;
       r.reason = found.status().ToString();

@@ -19,6 +19,7 @@
 #include "pop3/maildrop.h"
 #include "pop3/pop3_session.h"
 #include "server/logger.h"
+#include "users/users_cache.h"
 #include "util/status.h"
 
 namespace holdfast {
@@ -26,7 +27,8 @@ namespace holdfast {
 class Pop3Server {
  public:
   // `config` is the server's live configuration (SIGHUP replaces its value).
-  Pop3Server(asio::io_context& io, asio::thread_pool& pool, Logger& log, std::string data_dir, const Config& config);
+  Pop3Server(asio::io_context& io, asio::thread_pool& pool, Logger& log, std::string data_dir, const Config& config,
+             UsersCache& users);
   ~Pop3Server();
 
   // Loads the TLS certificate, if one is configured or DATA/tls/ has one,
@@ -70,6 +72,7 @@ class Pop3Server {
   Logger& log_;
   const std::string data_dir_;
   const Config& config_;
+  UsersCache& users_;
   std::unique_ptr<asio::ssl::context> tls_;  // null: no certificate, no STLS, no POP3S
   asio::ssl::context no_tls_;                // for the plain connections' unused TLS layer
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;

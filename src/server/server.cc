@@ -15,7 +15,7 @@
 #include "server/pop3_server.h"
 #include "spool/spool.h"
 #include "users/user_name.h"
-#include "users/users_file.h"
+#include "users/users_cache.h"
 
 namespace holdfast {
 namespace {
@@ -41,7 +41,8 @@ auto AsyncSubmit(Spool& spool, SpoolMessage msg, Token&& token) {
 
 class Server {
  public:
-  Server(ServeOptions opts, Logger& log) : opts_(std::move(opts)), log_(log), signals_(io_, SIGTERM, SIGINT, SIGHUP) {}
+  Server(ServeOptions opts, Logger& log)
+      : opts_(std::move(opts)), log_(log), users_(PosixFs(), opts_.data_dir), signals_(io_, SIGTERM, SIGINT, SIGHUP) {}
 
   int Run() {
     if (Status s = Recover(); !s.ok()) {
@@ -123,7 +124,7 @@ class Server {
     } catch (const std::exception& e) {
       return Status::Io("cannot listen on " + (addr.empty() ? path : addr) + ": " + e.what());
     }
-    pop3_ = std::make_unique<Pop3Server>(io_, pool_, log_, opts_.data_dir, opts_.config);
+    pop3_ = std::make_unique<Pop3Server>(io_, pool_, log_, opts_.data_dir, opts_.config, users_);
     pop3_->on_session_end = [this] { StopIfIdle(); };
     return pop3_->Start(opts_.pop3_listen);
   }
@@ -157,8 +158,7 @@ class Server {
     if (!target) return lmtp::RcptCheck::kUnknown;
     auto name = UserName::Parse(target->user);
     if (!name.ok()) return lmtp::RcptCheck::kUnknown;
-    UsersFile users(PosixFs(), opts_.data_dir);
-    auto found = users.Find(*name);
+    auto found = users_.Find(*name);
     if (!found.ok()) {
       log_.Warn("event=users_file_error reason=" + Kv(found.status().ToString()));
       return lmtp::RcptCheck::kTempFail;
@@ -364,6 +364,7 @@ class Server {
 
   ServeOptions opts_;
   Logger& log_;
+  UsersCache users_;
   // Before io_: destroying io_ destroys suspended sessions, whose clean-up
   // still touches pop3_; Run() joins the pool before that.
   asio::thread_pool pool_{2};
