@@ -140,15 +140,19 @@ awaitable<void> Pop3Server::AcceptLoop(tcp::acceptor& acceptor, bool implicit_tl
   }
 }
 
-awaitable<std::error_code> Pop3Server::Write(Conn& c, std::string_view data) {
-  std::error_code ec;
-  c.idle.expires_after(std::chrono::milliseconds(config_.pop3.idle_timeout_ms));
+void Pop3Server::Arm(Conn& c, std::chrono::milliseconds after) {
+  c.idle.expires_after(after);
   c.idle.async_wait([&c](std::error_code e) {
-    if (e) return;
+    if (e) return;  // cancelled: the operation finished in time
     c.timed_out = true;
     std::error_code ignore;
     c.stream.next_layer().cancel(ignore);
   });
+}
+
+awaitable<std::error_code> Pop3Server::Write(Conn& c, std::string_view data) {
+  std::error_code ec;
+  Arm(c, std::chrono::milliseconds(config_.pop3.idle_timeout_ms));
   if (c.tls) {
     co_await asio::async_write(c.stream, asio::buffer(data), asio::redirect_error(use_awaitable, ec));
   } else {
@@ -159,13 +163,7 @@ awaitable<std::error_code> Pop3Server::Write(Conn& c, std::string_view data) {
 }
 
 awaitable<size_t> Pop3Server::Read(Conn& c, std::vector<char>& buf, std::error_code& ec) {
-  c.idle.expires_after(std::chrono::milliseconds(config_.pop3.idle_timeout_ms));
-  c.idle.async_wait([&c](std::error_code e) {
-    if (e) return;
-    c.timed_out = true;
-    std::error_code ignore;
-    c.stream.next_layer().cancel(ignore);
-  });
+  Arm(c, std::chrono::milliseconds(config_.pop3.idle_timeout_ms));
   size_t n = 0;
   if (c.tls) {
     n = co_await c.stream.async_read_some(asio::buffer(buf), asio::redirect_error(use_awaitable, ec));
@@ -178,13 +176,7 @@ awaitable<size_t> Pop3Server::Read(Conn& c, std::vector<char>& buf, std::error_c
 
 awaitable<bool> Pop3Server::Handshake(Conn& c) {
   std::error_code ec;
-  c.idle.expires_after(std::chrono::seconds(30));
-  c.idle.async_wait([&c](std::error_code e) {
-    if (e) return;
-    c.timed_out = true;
-    std::error_code ignore;
-    c.stream.next_layer().cancel(ignore);
-  });
+  Arm(c, std::chrono::seconds(30));  // a handshake that never ends
   co_await c.stream.async_handshake(asio::ssl::stream_base::server, asio::redirect_error(use_awaitable, ec));
   c.idle.cancel();
   if (!ec) c.tls = true;

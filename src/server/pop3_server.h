@@ -55,6 +55,9 @@ class Pop3Server {
   Status OpenListener(const std::string& addr, bool implicit_tls);
   asio::awaitable<void> AcceptLoop(asio::ip::tcp::acceptor& acceptor, bool implicit_tls);
   asio::awaitable<void> Serve(asio::ip::tcp::socket sock, bool implicit_tls);
+  // Cancels `c`'s socket operations (and sets timed_out) unless they finish
+  // within `after`.
+  void Arm(Conn& c, std::chrono::milliseconds after);
   // Each arms the idle timer: a client that stops reading or writing is
   // dropped after pop3.idle_timeout_ms, and holds nothing but itself.
   asio::awaitable<std::error_code> Write(Conn& c, std::string_view data);
