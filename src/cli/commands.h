@@ -18,5 +18,6 @@ void AddMailboxCommand(CLI::App& app, Runner* run);
 void AddFsckCommand(CLI::App& app, Runner* run);
 void AddServeCommand(CLI::App& app, Runner* run);
 void AddQueueCommand(CLI::App& app, Runner* run);
+void AddImportCommand(CLI::App& app, Runner* run);
 
 }  // namespace holdfast::cli

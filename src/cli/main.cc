@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   AddFsckCommand(app, &run);
   AddServeCommand(app, &run);
   AddQueueCommand(app, &run);
+  AddImportCommand(app, &run);
 
   try {
     app.parse(argc, argv);

@@ -57,6 +57,7 @@ struct Pop3Server::Conn {
   asio::steady_timer idle;
   bool timed_out = false;
   bool cancelled = false;  // by Drain()
+  std::string chunk;       // RETR's read buffer, allocated on first use
 };
 
 Pop3Server::Pop3Server(asio::io_context& io, asio::thread_pool& pool, Logger& log, std::string data_dir,
@@ -239,33 +240,36 @@ std::chrono::milliseconds Pop3Server::FailureDelay(const std::string& ip) {
 awaitable<bool> Pop3Server::SendMessage(Conn& c, pop3::Maildrop& drop, const pop3::Event& ev,
                                          pop3::RetrieveResult* result) {
   const size_t n = ev.message;
-  // Named, not a temporary inside co_await: GCC 12 mis-copies those.
-  auto open = [&drop, n] { return drop.OpenMessage(n); };
-  auto file = co_await OnPool(pool_, std::move(open));
+  // Opened here on the loop: a page-cache hit costs microseconds, less than
+  // a round trip to the pool (only a file another tool renamed costs a listing).
+  auto file = drop.OpenMessage(n);
   if (!file.ok()) {
     log_.Warn("event=pop3_retrieve_failed message=" + std::to_string(n) + " reason=" + Kv(file.status().ToString()));
     *result = pop3::RetrieveResult::kUnavailable;
     co_return true;
   }
   *result = pop3::RetrieveResult::kSent;
-  if (co_await Write(c, ev.status)) co_return false;
   pop3::DotStuffer stuffer = ev.top_lines ? pop3::DotStuffer::Top(*ev.top_lines) : pop3::DotStuffer();
-  // Streamed in 256 KiB reads: a message is never held whole in memory.
-  std::string chunk(256 << 10, '\0'), wire;
+  // Streamed in 256 KiB reads: a message is never held whole in memory. The
+  // status line goes out with the first piece: one send, not two (two small
+  // sends meet the client's delayed ACK).
+  if (c.chunk.empty()) c.chunk.resize(256 << 10);
+  std::string wire = ev.status;
   uint64_t offset = 0;
   for (;;) {
-    auto got = (*file)->ReadAt(offset, chunk.data(), chunk.size());
+    auto got = (*file)->ReadAt(offset, c.chunk.data(), c.chunk.size());
     if (!got.ok()) {
       // After "+OK" POP3 has no way to report an error: close.
       log_.Warn("event=pop3_retrieve_failed message=" + std::to_string(n) + " reason=" + Kv(got.status().ToString()));
       co_return false;
     }
     offset += *got;
-    wire.clear();
-    bool more = stuffer.Append(std::string_view(chunk.data(), *got), &wire);
-    if (*got < chunk.size() || !more) stuffer.Finish(&wire);
+    bool more = stuffer.Append(std::string_view(c.chunk.data(), *got), &wire);
+    const bool last = *got < c.chunk.size() || !more;
+    if (last) stuffer.Finish(&wire);
     if (co_await Write(c, wire)) co_return false;
-    if (*got < chunk.size() || !more) co_return true;
+    if (last) co_return true;
+    wire.clear();
   }
 }
 
@@ -308,6 +312,9 @@ awaitable<void> Pop3Server::Serve(tcp::socket sock, bool implicit_tls) {
     }
   } leave{this, id, ip};
   log_.Info(std::string("event=connect protocol=") + proto + " client=" + Kv(peer));
+  // Replies are whole lines or messages written at once: no reason to let
+  // Nagle hold the last piece back until the client's delayed ACK.
+  c.stream.next_layer().set_option(tcp::no_delay(true), ec);
 
   if (implicit_tls && !co_await Handshake(c)) {
     log_.Info("event=tls_failed client=" + Kv(peer));

@@ -183,6 +183,11 @@ class Server {
   template <typename Socket>
   awaitable<void> Serve(Socket sock) {
     const std::string peer = PeerOf(sock);
+    if constexpr (std::is_same_v<Socket, tcp::socket>) {
+      // Each reply is written whole; Nagle would only delay the next one.
+      std::error_code ignore;
+      sock.set_option(tcp::no_delay(true), ignore);
+    }
     if (sessions_ >= static_cast<size_t>(opts_.config.lmtp.max_connections)) {
       log_.Warn("event=connection_refused client=" + Kv(peer) + " reason=too_many_connections");
       std::error_code ec;

@@ -234,6 +234,8 @@ Status Mailbox::LoadJournal() {
     // The last append was cut by a crash: it was never acknowledged.
     HF_RETURN_IF_ERROR(journal_->Truncate(journal_offset_));
     HF_RETURN_IF_ERROR(journal_->SyncData());
+    synced_inode_ = journal_inode_;
+    synced_offset_ = journal_offset_;
     recovery_log_.push_back("dropped a torn index tail of " + std::to_string(n - parsed.valid_end) + " bytes");
   }
   return Status::Ok();
@@ -279,11 +281,24 @@ Status Mailbox::WriteNewJournal(const MailboxIndex& state) {
   HF_ASSIGN_OR_RETURN(FileInfo info, fs_.Stat(Path(kIndexFile)));
   journal_inode_ = info.inode;
   journal_offset_ = bytes.size();
+  synced_inode_ = journal_inode_;  // synced before the rename
+  synced_offset_ = journal_offset_;
+  return Status::Ok();
+}
+
+Status Mailbox::SyncJournal() {
+  // Nothing read or written since the last sync of this file: it is durable.
+  if (journal_inode_ == synced_inode_ && journal_offset_ == synced_offset_) return Status::Ok();
+  HF_RETURN_IF_ERROR(journal_->SyncData());
+  synced_inode_ = journal_inode_;
+  synced_offset_ = journal_offset_;
   return Status::Ok();
 }
 
 Status Mailbox::Log(const std::vector<IndexRecord>& records, bool sync) {
-  if (records.empty()) return sync ? journal_->SyncData() : Status::Ok();
+  // With no records, a sync still makes durable what this process read from
+  // a writer that crashed before its own sync (it acts on those records).
+  if (records.empty()) return sync ? SyncJournal() : Status::Ok();
   std::string bytes;
   for (const auto& r : records) bytes += r.Encode();
   Status s = journal_->Append(bytes);
@@ -296,7 +311,7 @@ Status Mailbox::Log(const std::vector<IndexRecord>& records, bool sync) {
   }
   journal_offset_ += bytes.size();
   for (const auto& r : records) HF_RETURN_IF_ERROR(state_.Apply(r));
-  return sync ? journal_->SyncData() : Status::Ok();
+  return sync ? SyncJournal() : Status::Ok();
 }
 
 // Brings `state` in step with new/ and cur/: renames and flag changes by

@@ -140,6 +140,9 @@ class Mailbox {
   Status RebuildFrom(MailboxIndex salvaged, const std::string& why);
   Status WriteNewJournal(const MailboxIndex& state);
   Status Log(const std::vector<IndexRecord>& records, bool sync);
+  // fdatasync of the journal, unless this process did so since it last read
+  // or wrote anything in it.
+  Status SyncJournal();
   Status SyncWithDirectory(MailboxIndex& state, std::vector<IndexRecord>* changes);
   Status CatchUpWithDirectory(std::vector<IndexRecord>* changes);
   Status RecoverTmp();
@@ -154,6 +157,8 @@ class Mailbox {
   std::unique_ptr<File> journal_;
   uint64_t journal_inode_ = 0;
   uint64_t journal_offset_ = 0;  // bytes of the journal applied to state_
+  uint64_t synced_inode_ = 0;    // the journal (inode) this process last fdatasync'ed,
+  uint64_t synced_offset_ = 0;   // and up to where
   uint32_t uid_floor_ = 0;       // highest uid this process handed out
   std::vector<std::string> recovery_log_;
 };
