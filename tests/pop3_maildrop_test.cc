@@ -49,6 +49,28 @@ TEST(Pop3Maildrop, SnapshotIgnoresLaterMailAndUidlsAreMessageIds) {
   EXPECT_EQ(o.acked[list->front().id.ToString()], Msg(3));
 }
 
+TEST(Pop3Maildrop, AMailboxKeptFromTheLastSessionSeesWhatChangedSince) {
+  SimFs fs;
+  Outcome o;
+  DeliverAcked(fs, o, Msg(1));
+  DeliverAcked(fs, o, Msg(2));
+  auto drop = pop3::Maildrop::Open(fs, kBox, TestOptions());
+  ASSERT_TRUE(drop.ok());
+  ASSERT_TRUE((*drop)->Commit({1}).ok());
+  auto kept = pop3::Maildrop::Close(std::move(drop).value());
+  ASSERT_NE(kept, nullptr);
+  DeliverAcked(fs, o, Msg(3));  // by another Mailbox object, as the spool does
+  auto again = pop3::Maildrop::Open(fs, kBox, TestOptions(), std::move(kept));
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  auto listing = (*again)->Listing();
+  ASSERT_EQ(listing.size(), 2u);
+  EXPECT_EQ(o.acked[listing[0].uidl], Msg(2));
+  EXPECT_EQ(o.acked[listing[1].uidl], Msg(3));
+  // Closing released the lock: a kept Mailbox holds no session.
+  auto kept2 = pop3::Maildrop::Close(std::move(again).value());
+  EXPECT_TRUE(pop3::Maildrop::Open(fs, kBox, TestOptions()).ok());
+}
+
 TEST(Pop3Maildrop, OpenMessageFollowsARenameByAnotherTool) {
   SimFs fs;
   Outcome o;

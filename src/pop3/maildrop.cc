@@ -2,7 +2,8 @@
 
 namespace holdfast::pop3 {
 
-Result<std::unique_ptr<Maildrop>> Maildrop::Open(Fs& fs, const std::string& maildir, MailboxOptions opts) {
+Result<std::unique_ptr<Maildrop>> Maildrop::Open(Fs& fs, const std::string& maildir, MailboxOptions opts,
+                                                 std::unique_ptr<Mailbox> reuse) {
   HF_RETURN_IF_ERROR(Mailbox::Create(fs, maildir));
   // No waiting: a second login is told [IN-USE] at once (RFC 2449).
   auto lock = fs.LockFile(JoinPath(maildir, kLockFile), std::chrono::milliseconds(0));
@@ -10,10 +11,19 @@ Result<std::unique_ptr<Maildrop>> Maildrop::Open(Fs& fs, const std::string& mail
     if (lock.status().kind() == Status::Kind::kBusy) return Status::Busy("maildrop in use by another session");
     return lock.status();
   }
-  HF_ASSIGN_OR_RETURN(auto box, Mailbox::Open(fs, maildir, std::move(opts)));
+  std::unique_ptr<Mailbox> box = std::move(reuse);
+  if (!box || box->dir() != maildir) {
+    HF_ASSIGN_OR_RETURN(box, Mailbox::Open(fs, maildir, std::move(opts)));
+  }
   HF_ASSIGN_OR_RETURN(auto entries, box->List());
   return std::unique_ptr<Maildrop>(
       new Maildrop(fs, std::move(lock).value(), std::move(box), std::move(entries)));
+}
+
+std::unique_ptr<Mailbox> Maildrop::Close(std::unique_ptr<Maildrop> drop) {
+  if (!drop) return nullptr;
+  drop->lock_.reset();
+  return std::move(drop->box_);
 }
 
 std::vector<MessageInfo> Maildrop::Listing() const {

@@ -30,7 +30,12 @@ class Maildrop {
 
   // kBusy when another session holds the user's maildrop ([IN-USE]). The
   // Maildir is created if the user has none yet (an empty maildrop).
-  static Result<std::unique_ptr<Maildrop>> Open(Fs& fs, const std::string& maildir, MailboxOptions opts);
+  // `reuse`, if given, is this Maildir's Mailbox from an earlier session: it
+  // only reads what the index gained since, instead of all of it.
+  static Result<std::unique_ptr<Maildrop>> Open(Fs& fs, const std::string& maildir, MailboxOptions opts,
+                                                std::unique_ptr<Mailbox> reuse = nullptr);
+  // Ends the session (drops the lock) and hands the Mailbox back for reuse.
+  static std::unique_ptr<Mailbox> Close(std::unique_ptr<Maildrop> drop);
 
   // The snapshot for Session::CompleteAuth: size as RETR sends it, the
   // MessageId as UIDL (stable across sessions, restarts, index rebuilds and

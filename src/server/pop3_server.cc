@@ -212,7 +212,8 @@ Pop3Server::LoginResult Pop3Server::Login(const std::string& user, const std::st
   MailboxOptions mo;
   mo.hostname = config_.hostname;
   mo.lock_timeout = std::chrono::milliseconds(config_.delivery.lock_timeout_ms);
-  auto drop = pop3::Maildrop::Open(PosixFs(), JoinPath(JoinPath(data_dir_, "mail"), name->str()), mo);
+  auto drop = pop3::Maildrop::Open(PosixFs(), JoinPath(JoinPath(data_dir_, "mail"), name->str()), mo,
+                                   TakeKept(name->str()));
   if (!drop.ok()) {
     r.result = drop.status().kind() == Status::Kind::kBusy ? pop3::AuthResult::kInUse
                : drop.status().kind() == Status::Kind::kCorrupt ? pop3::AuthResult::kPermFailure
@@ -222,7 +223,27 @@ Pop3Server::LoginResult Pop3Server::Login(const std::string& user, const std::st
   }
   r.result = pop3::AuthResult::kOk;
   r.drop = std::move(drop).value();
+  r.user = name->str();
   return r;
+}
+
+std::unique_ptr<Mailbox> Pop3Server::TakeKept(const std::string& user) {
+  std::lock_guard<std::mutex> l(kept_mu_);
+  for (auto it = kept_.begin(); it != kept_.end(); ++it) {
+    if (it->first == user) {
+      auto box = std::move(it->second);
+      kept_.erase(it);
+      return box;
+    }
+  }
+  return nullptr;
+}
+
+void Pop3Server::Keep(const std::string& user, std::unique_ptr<Mailbox> box) {
+  if (!box) return;
+  std::lock_guard<std::mutex> l(kept_mu_);
+  kept_.emplace_front(user, std::move(box));
+  if (kept_.size() > kKeptMailboxes) kept_.pop_back();
 }
 
 std::chrono::milliseconds Pop3Server::FailureDelay(const std::string& ip) {
@@ -368,7 +389,7 @@ awaitable<void> Pop3Server::Serve(tcp::socket sock, bool implicit_tls) {
           std::vector<pop3::MessageInfo> listing;
           if (r.drop) listing = r.drop->Listing();
           drop = std::move(r.drop);
-          if (drop) user = u;
+          if (drop) user = r.user;
           ev = session.CompleteAuth(r.result, std::move(listing), &out);
           if (!session.authenticated()) drop.reset();  // refused or a bad snapshot: let the lock go
           break;
@@ -406,8 +427,8 @@ awaitable<void> Pop3Server::Serve(tcp::socket sock, bool implicit_tls) {
   }
   // Release the maildrop lock (on the pool: closing is file I/O too).
   if (drop) {
-    auto release = [&drop] {
-      drop.reset();
+    auto release = [this, &drop, &user] {
+      Keep(user, pop3::Maildrop::Close(std::move(drop)));
       return 0;
     };
     co_await OnPool(pool_, std::move(release));

@@ -10,6 +10,8 @@
 #include <asio/ssl.hpp>
 #include <chrono>
 #include <functional>
+#include <list>
+#include <mutex>
 #include <map>
 #include <memory>
 #include <string>
@@ -49,6 +51,7 @@ class Pop3Server {
     pop3::AuthResult result = pop3::AuthResult::kTempFailure;
     std::unique_ptr<pop3::Maildrop> drop;
     std::string reason;  // for the log
+    std::string user;    // the user name as stored (folded), once known
   };
 
   Status LoadTls();
@@ -86,6 +89,13 @@ class Pop3Server {
     std::chrono::steady_clock::time_point last;
   };
   std::map<std::string, Failures> failures_;  // recent failed logins per address
+  // Mailboxes of ended sessions, kept for the user's next login (at most
+  // kKeptMailboxes, the least recently used dropped first). Pool threads.
+  static constexpr size_t kKeptMailboxes = 64;
+  std::mutex kept_mu_;
+  std::list<std::pair<std::string, std::unique_ptr<Mailbox>>> kept_;  // most recent first
+  std::unique_ptr<Mailbox> TakeKept(const std::string& user);
+  void Keep(const std::string& user, std::unique_ptr<Mailbox> box);
   std::map<uint64_t, std::function<void()>> cancel_;  // open sessions' read cancellers, for Drain()
   uint64_t next_session_ = 0;
   bool draining_ = false;
