@@ -34,7 +34,7 @@ Status MboxParser::Feed(std::string_view bytes) {
       Status s = Emit(piece);
       if (!s.ok()) return Fail(s);
     } else if (envelope_.from_line.size() <= kMaxFromLine) {
-      // One byte over the cap is kept so a CR before the LF can still be told apart.
+      // Up to one byte over the cap: a line of exactly the cap still drops its CR.
       envelope_.from_line.append(piece.substr(0, kMaxFromLine + 1 - envelope_.from_line.size()));
     }
     i += n;
