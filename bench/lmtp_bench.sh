@@ -128,7 +128,9 @@ free_port() {
 wait_greeting() {
   local port=$1 line
   for _ in $(seq 150); do
-    if exec 3<>"/dev/tcp/127.0.0.1/$port" 2>/dev/null; then
+    # Braces: a bare `exec ... 2>/dev/null` would redirect the script's own
+    # stderr for good.
+    if { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
       line=""
       read -r -t 2 line <&3 || true
       exec 3<&- 3>&-
