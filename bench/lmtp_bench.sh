@@ -40,6 +40,10 @@
 # sessions contend for the same Maildir). After each case the script checks
 # that each mailbox holds exactly the number of messages sent, and at the end
 # that holdfast's own counters agree and its log has no warning or error.
+# Ack latency: during every slice one more session (bench/lmtp_probe.py)
+#   sends messages one after another to a `probe` mailbox and records, per
+#   message, the time from its final dot to the 250; the table gives p50 and
+#   p99 per case and server (the latency a sender sees under that load).
 # Needs: postfix (for /usr/sbin/smtp-source; no Postfix daemon is started),
 # dovecot-core and dovecot-lmtpd, python3 (to pick free ports).
 set -euo pipefail
@@ -114,6 +118,7 @@ stop_group() { # pid seconds: TERM the process, wait, then KILL its process grou
   kill -KILL -- "-$pid" 2>/dev/null || true   # its process group (setsid below)
 }
 cleanup() {
+  [ -z "${PROBE_PID:-}" ] || kill -KILL "$PROBE_PID" 2>/dev/null || true
   [ -z "$HF_PID" ] || stop_group "$HF_PID" 45
   [ -z "$DV_PID" ] || stop_group "$DV_PID" 5
   if [ "${KEEP:-0}" = 1 ]; then echo "kept $T" >&2; else rm -rf "$T"; fi
@@ -149,7 +154,7 @@ DVDIR="$T/dovecot"
 mkdir -p "$HFDATA" "$DVDIR/run" "$DVDIR/state" "$DVDIR/mail"
 
 # One mailbox per (size, sessions) case and server.
-CASE_USERS=(warmup)
+CASE_USERS=(warmup probe)
 for s in $SIZES; do for c in $SESSIONS; do CASE_USERS+=("b${s}s${c}"); done; done
 : > "$DVDIR/users"
 for u in "${CASE_USERS[@]}"; do
@@ -250,6 +255,20 @@ send() {
   fi
 }
 
+# probe_start PORT SIZE FILE / probe_stop: one more session (bench/lmtp_probe.py)
+# measuring each message's ack latency while smtp-source's load runs.
+probe_start() {
+  /usr/bin/python3 "$REPO/bench/lmtp_probe.py" "$1" probe@localhost "$2" "$3" &
+  PROBE_PID=$!
+}
+probe_stop() {
+  kill -TERM "$PROBE_PID" 2>/dev/null || true
+  wait "$PROBE_PID" || die "the latency probe failed"
+  PROBE_PID=""
+}
+# pct FILE P: the P-th percentile (nearest rank) of the numbers in FILE, in ms
+pct() { sort -g "$1" | awk -v p="$2" '{ v[NR] = $1 } END { if (NR == 0) { print "-"; exit } i = int((p / 100) * NR + 0.999999); if (i < 1) i = 1; printf "%.1f", v[i] }'; }
+
 # wait_box DIR EXPECTED: until DIR/new holds EXPECTED files (SLICE_TIMEOUT)
 wait_box() {
   local dir=$1 want=$2 n deadline=$(( $(date +%s) + SLICE_TIMEOUT ))
@@ -299,12 +318,14 @@ DSYNC=$(disk_dsync_rate)
 
 # --- run ---------------------------------------------------------------------
 ROWS=()
+PROBE_SENT=0
 for s in $SIZES; do
   for c in $SESSIONS; do
     user="b${s}s${c}"
     hfbox="$HFDATA/mail/$user"; dvbox="$DVDIR/mail/$user"
     case_load=$(load1)
     ack_ns=0; box_ns=0; dv_ns=0; sent=0
+    : > "$T/lat-hf"; : > "$T/lat-dv"
     # Interleave the two servers in CHUNKS slices (ABAB...), so that a change
     # in background load hits both about equally. holdfast's slice ends when
     # its mailbox holds every message, so its asynchronous delivery never
@@ -315,16 +336,20 @@ for s in $SIZES; do
       sent=$(( sent + slice ))
       echo "size $s, $c session(s), $N messages, slice $((k + 1))/$CHUNKS ($slice): holdfast, Dovecot (load $(load1))" >&2
       sync
+      probe_start "$HF_PORT" "$s" "$T/lat-slice"
       t0=$(now_ns)
       send "$HF_PORT" "$user" "$s" "$c" "$slice" || die "holdfast: smtp-source failed (size $s, $c sessions); log: $HF_LOG"
       t1=$(now_ns)
+      probe_stop; cat "$T/lat-slice" >> "$T/lat-hf"; PROBE_SENT=$(( PROBE_SENT + $(wc -l < "$T/lat-slice") ))
       wait_box "$hfbox" "$sent" || die "holdfast: messages missing from the mailbox (size $s, $c sessions)"
       t2=$(now_ns)
       ack_ns=$(( ack_ns + t1 - t0 )); box_ns=$(( box_ns + t2 - t0 ))
       sync
+      probe_start "$DV_PORT" "$s" "$T/lat-slice"
       t0=$(now_ns)
       send "$DV_PORT" "$user" "$s" "$c" "$slice" || { tail -20 "$DVDIR/dovecot.log" >&2; die "Dovecot: smtp-source failed (size $s, $c sessions)"; }
       t1=$(now_ns)
+      probe_stop; cat "$T/lat-slice" >> "$T/lat-dv"
       dv_ns=$(( dv_ns + t1 - t0 ))
       n=$(count_all "$dvbox")
       [ "$n" -eq "$sent" ] || die "Dovecot: $n messages in $dvbox after its 250s, expected $sent"
@@ -332,14 +357,14 @@ for s in $SIZES; do
     n=$(count_all "$hfbox"); [ "$n" -eq "$N" ] || die "holdfast: $n messages in $hfbox, expected $N"
     n=$(count_all "$dvbox"); [ "$n" -eq "$N" ] || die "Dovecot: $n messages in $dvbox, expected $N"
     ack=$(rate "$N" "$ack_ns"); box=$(rate "$N" "$box_ns"); dv=$(rate "$N" "$dv_ns")
-    ROWS+=("| $(( s / 1024 )) KiB | $c | $N | $ack | $box | $dv | $(ratio "$ack" "$dv") | $(ratio "$box" "$dv") | $case_load |")
+    ROWS+=("| $(( s / 1024 )) KiB | $c | $N | $ack | $box | $dv | $(ratio "$ack" "$dv") | $(ratio "$box" "$dv") | $(pct "$T/lat-hf" 50) / $(pct "$T/lat-hf" 99) | $(pct "$T/lat-dv" 50) / $(pct "$T/lat-dv" 99) | $case_load |")
     echo "  -> holdfast $ack acked/s, $box in mailbox/s; Dovecot $dv/s" >&2
   done
 done
 LOAD_AFTER=$(load3)
 
 # --- holdfast's own account of the run ----------------------------------------
-TOTAL=$(( 40 + N * $(wc -w <<<"$SIZES") * $(wc -w <<<"$SESSIONS") ))
+TOTAL=$(( 40 + PROBE_SENT + N * $(wc -w <<<"$SIZES") * $(wc -w <<<"$SESSIONS") ))
 stop_group "$HF_PID" 45
 wait "$HF_PID" 2>/dev/null || true
 HF_PID=""
@@ -380,7 +405,7 @@ cat <<EOF
   holdfast "in mailbox" = from the start of a slice until DATA/mail/USER/new holds all its messages
 - checked: every mailbox holds exactly N messages; holdfast's counters on exit: $(sed 's/.*event=stopped //' <<<"$STOPPED"); no warning or error in its log
 
-| size (-l) | sessions | messages | holdfast acked/s | holdfast in mailbox/s | Dovecot LMTP msg/s | acked/Dovecot | in mailbox/Dovecot | load at case start |
-|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| size (-l) | sessions | messages | holdfast acked/s | holdfast in mailbox/s | Dovecot LMTP msg/s | acked/Dovecot | in mailbox/Dovecot | holdfast ack p50 / p99 ms | Dovecot ack p50 / p99 ms | load at case start |
+|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 EOF
 printf '%s\n' "${ROWS[@]}"
