@@ -52,11 +52,17 @@ const char* AuthResultName(pop3::AuthResult r) {
 }  // namespace
 
 struct Pop3Server::Conn {
+  Conn(tcp::socket sock, asio::ssl::context& ctx, asio::io_context& io) : stream(std::move(sock), ctx), watchdog(io) {}
   asio::ssl::stream<tcp::socket> stream;
   bool tls = false;
-  asio::steady_timer idle;
+  // The socket operation in progress must end by `deadline` (max: none is);
+  // the watchdog cancels it otherwise. A deadline is a field write, not a
+  // timer syscall per read and write.
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  asio::steady_timer watchdog;
   bool timed_out = false;
   bool cancelled = false;  // by Drain()
+  bool ended = false;      // the session is over: the watchdog stops
   std::string chunk;       // RETR's read buffer, allocated on first use
 };
 
@@ -141,45 +147,54 @@ awaitable<void> Pop3Server::AcceptLoop(tcp::acceptor& acceptor, bool implicit_tl
   }
 }
 
-void Pop3Server::Arm(Conn& c, std::chrono::milliseconds after) {
-  c.idle.expires_after(after);
-  c.idle.async_wait([&c](std::error_code e) {
-    if (e) return;  // cancelled: the operation finished in time
-    c.timed_out = true;
-    std::error_code ignore;
-    c.stream.next_layer().cancel(ignore);
+void Pop3Server::Watch(std::shared_ptr<Conn> cp) {
+  Conn& c = *cp;
+  const auto idle = std::chrono::milliseconds(config_.pop3.idle_timeout_ms);
+  const auto now = std::chrono::steady_clock::now();
+  c.watchdog.expires_at(c.deadline == std::chrono::steady_clock::time_point::max() ? now + idle : c.deadline);
+  c.watchdog.async_wait([this, cp](std::error_code e) {
+    Conn& c = *cp;
+    if (e || c.ended) return;  // replaced by a newer wait, or the session is over
+    if (std::chrono::steady_clock::now() >= c.deadline) {
+      c.timed_out = true;
+      std::error_code ignore;
+      c.stream.next_layer().cancel(ignore);
+    }
+    Watch(cp);  // the deadline moved on meanwhile: sleep until it
   });
 }
 
 awaitable<std::error_code> Pop3Server::Write(Conn& c, std::string_view data) {
   std::error_code ec;
-  Arm(c, std::chrono::milliseconds(config_.pop3.idle_timeout_ms));
+  c.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(config_.pop3.idle_timeout_ms);
   if (c.tls) {
     co_await asio::async_write(c.stream, asio::buffer(data), asio::redirect_error(use_awaitable, ec));
   } else {
     co_await asio::async_write(c.stream.next_layer(), asio::buffer(data), asio::redirect_error(use_awaitable, ec));
   }
-  c.idle.cancel();
+  c.deadline = std::chrono::steady_clock::time_point::max();
   co_return ec;
 }
 
 awaitable<size_t> Pop3Server::Read(Conn& c, std::vector<char>& buf, std::error_code& ec) {
-  Arm(c, std::chrono::milliseconds(config_.pop3.idle_timeout_ms));
+  c.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(config_.pop3.idle_timeout_ms);
   size_t n = 0;
   if (c.tls) {
     n = co_await c.stream.async_read_some(asio::buffer(buf), asio::redirect_error(use_awaitable, ec));
   } else {
     n = co_await c.stream.next_layer().async_read_some(asio::buffer(buf), asio::redirect_error(use_awaitable, ec));
   }
-  c.idle.cancel();
+  c.deadline = std::chrono::steady_clock::time_point::max();
   co_return n;
 }
 
-awaitable<bool> Pop3Server::Handshake(Conn& c) {
+awaitable<bool> Pop3Server::Handshake(std::shared_ptr<Conn> cp) {
+  Conn& c = *cp;
   std::error_code ec;
-  Arm(c, std::chrono::seconds(30));  // a handshake that never ends
+  c.deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);  // a handshake that never ends
+  Watch(cp);  // earlier than the watchdog's current wake-up: re-arm it
   co_await c.stream.async_handshake(asio::ssl::stream_base::server, asio::redirect_error(use_awaitable, ec));
-  c.idle.cancel();
+  c.deadline = std::chrono::steady_clock::time_point::max();
   if (!ec) c.tls = true;
   co_return !ec;
 }
@@ -259,7 +274,7 @@ std::chrono::milliseconds Pop3Server::FailureDelay(const std::string& ip) {
 }
 
 awaitable<bool> Pop3Server::SendMessage(Conn& c, pop3::Maildrop& drop, const pop3::Event& ev,
-                                         pop3::RetrieveResult* result) {
+                                         pop3::RetrieveResult* result, std::string* out) {
   const size_t n = ev.message;
   // Opened here on the loop: a page-cache hit costs microseconds, less than
   // a round trip to the pool (only a file another tool renamed costs a listing).
@@ -271,11 +286,12 @@ awaitable<bool> Pop3Server::SendMessage(Conn& c, pop3::Maildrop& drop, const pop
   }
   *result = pop3::RetrieveResult::kSent;
   pop3::DotStuffer stuffer = ev.top_lines ? pop3::DotStuffer::Top(*ev.top_lines) : pop3::DotStuffer();
-  // Streamed in 256 KiB reads: a message is never held whole in memory. The
-  // status line goes out with the first piece: one send, not two (two small
-  // sends meet the client's delayed ACK).
+  // Streamed in 256 KiB reads: a message is never held whole in memory. It
+  // is appended to *out, which is sent once it passes kFlushBytes (or when
+  // the pipelined commands run out): small messages share sends.
+  constexpr size_t kFlushBytes = 256 << 10;
   if (c.chunk.empty()) c.chunk.resize(256 << 10);
-  std::string wire = ev.status;
+  out->append(ev.status);
   uint64_t offset = 0;
   for (;;) {
     auto got = (*file)->ReadAt(offset, c.chunk.data(), c.chunk.size());
@@ -285,12 +301,14 @@ awaitable<bool> Pop3Server::SendMessage(Conn& c, pop3::Maildrop& drop, const pop
       co_return false;
     }
     offset += *got;
-    bool more = stuffer.Append(std::string_view(c.chunk.data(), *got), &wire);
+    bool more = stuffer.Append(std::string_view(c.chunk.data(), *got), out);
     const bool last = *got < c.chunk.size() || !more;
-    if (last) stuffer.Finish(&wire);
-    if (co_await Write(c, wire)) co_return false;
+    if (last) stuffer.Finish(out);
+    if (out->size() >= kFlushBytes) {
+      if (co_await Write(c, *out)) co_return false;
+      out->clear();
+    }
     if (last) co_return true;
-    wire.clear();
   }
 }
 
@@ -315,7 +333,19 @@ awaitable<void> Pop3Server::Serve(tcp::socket sock, bool implicit_tls) {
   const uint64_t id = next_session_++;
   ++sessions_;
   ++per_ip_[ip];
-  Conn c{asio::ssl::stream<tcp::socket>(std::move(sock), tls_ ? *tls_ : no_tls_), false, asio::steady_timer(io_)};
+  // Shared with the watchdog's pending wait, which may run after this frame ends.
+  auto cp = std::make_shared<Conn>(std::move(sock), tls_ ? *tls_ : no_tls_, io_);
+  Conn& c = *cp;
+  Watch(cp);
+  struct End {  // however the session ends: stop the watchdog, close the socket
+    Conn& c;
+    ~End() {
+      c.ended = true;
+      c.watchdog.cancel();
+      std::error_code ignore;
+      c.stream.next_layer().close(ignore);
+    }
+  } end{c};
   cancel_[id] = [&c] {
     c.cancelled = true;
     std::error_code ignore;
@@ -337,7 +367,7 @@ awaitable<void> Pop3Server::Serve(tcp::socket sock, bool implicit_tls) {
   // Nagle hold the last piece back until the client's delayed ACK.
   c.stream.next_layer().set_option(tcp::no_delay(true), ec);
 
-  if (implicit_tls && !co_await Handshake(c)) {
+  if (implicit_tls && !co_await Handshake(cp)) {
     log_.Info("event=tls_failed client=" + Kv(peer));
     co_return;
   }
@@ -352,7 +382,8 @@ awaitable<void> Pop3Server::Serve(tcp::socket sock, bool implicit_tls) {
   size_t retrieved = 0, deleted = 0;
   std::string out = session.Greeting();
   std::vector<char> buf(16 * 1024);
-  for (;;) {
+  bool broken = false;  // a write failed or a reply was cut short: close
+  while (!broken) {
     if (!out.empty()) {
       if (co_await Write(c, out)) break;
       out.clear();
@@ -369,9 +400,13 @@ awaitable<void> Pop3Server::Serve(tcp::socket sock, bool implicit_tls) {
     }
     if (ec) break;  // the client went away: nothing is deleted without QUIT
     pop3::Event ev = session.Feed(std::string_view(buf.data(), n), &out);
-    while (ev.kind != pop3::Event::Kind::kNone && ev.kind != pop3::Event::Kind::kClose) {
-      if (!out.empty()) {
-        if (co_await Write(c, out)) co_return;
+    while (!broken && ev.kind != pop3::Event::Kind::kNone && ev.kind != pop3::Event::Kind::kClose) {
+      // Replies so far go out first; a RETR appends to them (SendMessage).
+      if (!out.empty() && ev.kind != pop3::Event::Kind::kRetrieve) {
+        if (co_await Write(c, out)) {
+          broken = true;
+          break;
+        }
         out.clear();
       }
       switch (ev.kind) {
@@ -396,15 +431,19 @@ awaitable<void> Pop3Server::Serve(tcp::socket sock, bool implicit_tls) {
         }
         case pop3::Event::Kind::kRetrieve: {
           pop3::RetrieveResult result = pop3::RetrieveResult::kUnavailable;
-          if (!drop || !co_await SendMessage(c, *drop, ev, &result)) co_return;
+          if (!drop || !co_await SendMessage(c, *drop, ev, &result, &out)) {
+            broken = true;  // a reply cut short: the connection cannot go on
+            break;
+          }
           ++retrieved;
           ev = session.CompleteRetrieve(result, &out);
           break;
         }
         case pop3::Event::Kind::kStartTls: {
-          if (!co_await Handshake(c)) {
+          if (!co_await Handshake(cp)) {
             log_.Info("event=tls_failed client=" + Kv(peer));
-            co_return;
+            broken = true;
+            break;
           }
           ev = session.TlsStarted(&out);
           break;
@@ -433,9 +472,6 @@ awaitable<void> Pop3Server::Serve(tcp::socket sock, bool implicit_tls) {
     };
     co_await OnPool(pool_, std::move(release));
   }
-  std::error_code ignore;
-  c.idle.cancel();
-  c.stream.next_layer().close(ignore);
   log_.Info("event=disconnect protocol=pop3 client=" + Kv(peer) + (user.empty() ? "" : " user=" + Kv(user)) +
             " retrieved=" + std::to_string(retrieved) + " deleted=" + std::to_string(deleted));
 }

@@ -58,17 +58,20 @@ class Pop3Server {
   Status OpenListener(const std::string& addr, bool implicit_tls);
   asio::awaitable<void> AcceptLoop(asio::ip::tcp::acceptor& acceptor, bool implicit_tls);
   asio::awaitable<void> Serve(asio::ip::tcp::socket sock, bool implicit_tls);
-  // Cancels `c`'s socket operations (and sets timed_out) unless they finish
-  // within `after`.
-  void Arm(Conn& c, std::chrono::milliseconds after);
-  // Each arms the idle timer: a client that stops reading or writing is
+  // The session's watchdog: cancels the socket operation in progress (and
+  // sets timed_out) once it passes Conn::deadline. Calling it again re-arms
+  // it (for a deadline earlier than the one it sleeps until).
+  void Watch(std::shared_ptr<Conn> cp);
+  // Each sets the deadline: a client that stops reading or writing is
   // dropped after pop3.idle_timeout_ms, and holds nothing but itself.
   asio::awaitable<std::error_code> Write(Conn& c, std::string_view data);
   asio::awaitable<size_t> Read(Conn& c, std::vector<char>& buf, std::error_code& ec);
-  asio::awaitable<bool> Handshake(Conn& c);
-  // RETR/TOP: the status line, the message streamed through a DotStuffer,
-  // ".\r\n". False if the connection failed mid-way (it must be closed).
-  asio::awaitable<bool> SendMessage(Conn& c, pop3::Maildrop& drop, const pop3::Event& ev, pop3::RetrieveResult* result);
+  asio::awaitable<bool> Handshake(std::shared_ptr<Conn> cp);
+  // RETR/TOP: appends the status line, the message through a DotStuffer and
+  // ".\r\n" to *out, sending whenever it grows large. False if the
+  // connection failed mid-way (it must be closed).
+  asio::awaitable<bool> SendMessage(Conn& c, pop3::Maildrop& drop, const pop3::Event& ev, pop3::RetrieveResult* result,
+                                    std::string* out);
   LoginResult Login(const std::string& user, const std::string& password);
   // The delay before "-ERR [AUTH]": grows with recent failures from `ip`.
   std::chrono::milliseconds FailureDelay(const std::string& ip);

@@ -32,6 +32,9 @@ each message is its stored bytes in CRLF form (hfsys.pop3_wire_form).
     answers a fresh login normally.
 (i) a client that requests a 5 MB message and never reads it does not stall
     another client's session.
+(j) with pop3.idle_timeout_ms = 1000: a silent client gets "-ERR idle too
+    long" and is closed; a client that stops reading a 5 MB RETR is dropped
+    and its maildrop lock released.
 
 Run:  /usr/bin/python3 tests/system/test_pop3_clients.py --holdfast build/holdfast
 Exit: 0 pass, 1 fail, 77 skip (curl or openssl missing).
@@ -323,6 +326,27 @@ def part_i(hf, srv):
     s.close()
 
 
+def part_j(hf, srv, tls_port):
+    """The idle timeout, for a client that sends nothing and for one that
+    stops reading a big RETR: both are closed, and the lock is released."""
+    srv.stop()
+    hflmtp.write_config(hf.data, f'[pop3]\ntls_listen = "127.0.0.1:{tls_port}"\nidle_timeout_ms = 1000\n')
+    srv.start()
+    out = raw_session(srv.pop3_port, b"", timeout=6)
+    check(b"-ERR idle too long" in out, f"a silent client is closed after pop3.idle_timeout_ms ({out[-60:]!r})")
+    n = len(hf.mailbox_list("bob"))
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", srv.pop3_port))
+    s.sendall(f"USER bob\r\nPASS {PW['bob']}\r\nRETR {n}\r\n".encode())
+    time.sleep(3.5)  # the server's write stalls; its watchdog gives up after 1 s
+    p = login(srv.pop3_port, "bob")
+    check(p.stat()[0] == n, "a client that stopped reading was dropped: bob's maildrop is free again, nothing deleted")
+    p.quit()
+    s.close()
+
+
 def main(args):
     for tool in (CURL, OPENSSL):
         if not os.path.exists(tool):
@@ -359,6 +383,7 @@ def main(args):
             part_f(hf, srv, stored)
             part_i(hf, srv)
             part_e(hf, srv, tmp.path, stored_messages(hf, "alice"))
+            part_j(hf, srv, tls_port)
             check(srv.stop()[0] == 0, "SIGTERM: exit 0")
             hf.fsck("alice", "bob")
             bad = [ln for ln in srv.log_lines() if " error " in ln] + srv.sanitizer_reports()
