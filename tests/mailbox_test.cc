@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <thread>
 
 #include "crash_harness.h"
 #include "store/maildir_name.h"
@@ -132,6 +133,32 @@ TEST_F(MailboxTest, FollowsOtherToolsRenamesFlagsAndDeletions) {
   EXPECT_EQ((*again)[0].name, a.name + ":2,RS");
 }
 
+// A long-lived Mailbox skips the directory scan while new/ and cur/ are
+// unchanged since a complete one (warm POP3 logins), and never misses a
+// change because of it.
+TEST_F(MailboxTest, ListAfterAQuietScanStillSeesEveryLaterChange) {
+  auto box = OpenBox(fs_);
+  auto a = Put(*box, "Subject: a\n\n");
+  auto b = Put(*box, "Subject: b\n\n");
+  ASSERT_EQ(box->List()->size(), 2u);  // a full scan: confirms both
+  ASSERT_EQ(box->List()->size(), 2u);  // unchanged: may skip the scan
+  ASSERT_TRUE(fs_.Rename(In("new/" + a.name), In("cur/" + a.name + ":2,S")).ok());
+  auto list = box->List();
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].name, a.name + ":2,S");
+  ASSERT_EQ(box->List()->size(), 2u);
+  ASSERT_TRUE(fs_.Unlink(In("new/" + b.name)).ok());
+  list = box->List();
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].uid, a.uid);
+  auto f = fs_.CreateExclusive(In("cur/1700000001.M2P3.elsewhere:2,"));
+  ASSERT_TRUE((*f)->Append("Subject: foreign\n\n").ok());
+  EXPECT_EQ(box->List()->size(), 2u);
+  // Another process's delivery (its own Mailbox object) shows up too.
+  Put(*OpenBox(fs_), "Subject: c\n\n");
+  EXPECT_EQ(box->List()->size(), 3u);
+}
+
 TEST_F(MailboxTest, LostIndexIsRebuiltKeepingUids) {
   auto box = OpenBox(fs_);
   Put(*box, "Subject: 1\n\n");
@@ -207,6 +234,19 @@ TEST(MailboxPosix, WorksOnTheRealFileSystem) {
     EXPECT_EQ(m.uid, 1u);
     ASSERT_EQ((*box)->List()->size(), 1u);
     EXPECT_TRUE((*box)->Fsck(false)->clean());
+    // After a pause past the mtime granularity a scan is quiet and the next
+    // listings may skip it; a rename by another tool must still show.
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    ASSERT_EQ((*box)->List()->size(), 1u);
+    ASSERT_EQ((*box)->List()->size(), 1u);
+    ASSERT_TRUE(PosixFs().Rename(box_dir + "/new/" + m.name, box_dir + "/cur/" + m.name + ":2,S").ok());
+    auto list = (*box)->List();
+    ASSERT_EQ(list->size(), 1u);
+    EXPECT_EQ((*list)[0].dir, MaildirDir::kCur);
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    ASSERT_EQ((*box)->List()->size(), 1u);
+    ASSERT_TRUE(PosixFs().Unlink(box_dir + "/cur/" + m.name + ":2,S").ok());
+    EXPECT_EQ((*box)->List()->size(), 0u);
   }
   std::filesystem::remove_all(dir);
 }

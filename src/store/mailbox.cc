@@ -255,7 +255,7 @@ Status Mailbox::RebuildFrom(MailboxIndex salvaged, const std::string& why) {
     salvaged = std::move(fresh);
   }
   std::vector<IndexRecord> changes;
-  HF_RETURN_IF_ERROR(SyncWithDirectory(salvaged, &changes));
+  HF_RETURN_IF_ERROR(SyncWithDirectory(salvaged, &changes, nullptr));
   HF_RETURN_IF_ERROR(WriteNewJournal(salvaged));
   state_ = std::move(salvaged);
   recovery_log_.push_back(why + " (" + std::to_string(state_.live().size()) + " messages)");
@@ -317,7 +317,7 @@ Status Mailbox::Log(const std::vector<IndexRecord>& records, bool sync) {
 // Brings `state` in step with new/ and cur/: renames and flag changes by
 // other tools become kMove, files removed by them kGone, files the index does
 // not know kAdd. Records are applied to `state` and returned in `changes`.
-Status Mailbox::SyncWithDirectory(MailboxIndex& state, std::vector<IndexRecord>* changes) {
+Status Mailbox::SyncWithDirectory(MailboxIndex& state, std::vector<IndexRecord>* changes, DirStamp* quiet_at) {
   auto emit = [&](IndexRecord r) -> Status {
     HF_RETURN_IF_ERROR(state.Apply(r));
     changes->push_back(std::move(r));
@@ -334,8 +334,14 @@ Status Mailbox::SyncWithDirectory(MailboxIndex& state, std::vector<IndexRecord>*
     return found;
   };
   bool quiet = false;
+  const int64_t first_start = NowNs();
   HF_ASSIGN_OR_RETURN(auto found, scan(&quiet));
   bool proven = quiet;
+  if (quiet && quiet_at != nullptr) {
+    // The first pass saw the directories as they were at these mtimes.
+    auto stamp = DirMtimes(fs_, dir_);
+    if (stamp.ok() && first_start - std::max(stamp->first, stamp->second) > kMtimeGranularityNs) *quiet_at = *stamp;
+  }
 
   std::vector<uint32_t> missing, confirmed;
   std::vector<std::pair<uint32_t, OnDisk>> moved;
@@ -613,9 +619,22 @@ std::vector<Result<DeliveredMessage>> Mailbox::CommitAll(const std::vector<Deliv
 // Caller holds the lock. Synced before anyone sees the UIDs, so a crash
 // cannot hand them out again.
 Status Mailbox::CatchUpWithDirectory(std::vector<IndexRecord>* changes) {
+  // Nothing in new/ or cur/ changed since a scan that matched the index
+  // completely: skip the scan (a warm POP3 login on a big mailbox). Any
+  // create, rename or unlink there moves a directory's mtime past the stamp,
+  // which a quiet scan took more than the mtime granularity after the last
+  // change; an entry not yet confirmed (an Add whose rename may not have
+  // happened) always forces a scan.
+  if (scanned_at_ && AllConfirmed()) {
+    auto now = DirMtimes(fs_, dir_);
+    if (now.ok() && *now == *scanned_at_) return Status::Ok();
+  }
+  scanned_at_.reset();
   MailboxIndex next = state_;
-  HF_RETURN_IF_ERROR(SyncWithDirectory(next, changes));
+  DirStamp quiet_at;
+  HF_RETURN_IF_ERROR(SyncWithDirectory(next, changes, &quiet_at));
   Status s = Log(*changes, true);
+  if (s.ok() && quiet_at && AllConfirmed()) scanned_at_ = quiet_at;
   if (s.ok() || s.kind() != Status::Kind::kIo) return s;
   // Disk full or failing: serve what is safe from memory. Renames and
   // removals change no UID; new files wait until their UIDs can be recorded.
@@ -623,6 +642,13 @@ Status Mailbox::CatchUpWithDirectory(std::vector<IndexRecord>* changes) {
     if (c.type != RecordType::kAdd) (void)state_.Apply(c);
   }
   return Status::Ok();
+}
+
+bool Mailbox::AllConfirmed() const {
+  for (const auto& [uid, e] : state_.live()) {
+    if (!e.confirmed && !e.expunge_requested) return false;
+  }
+  return true;
 }
 
 Status Mailbox::Refresh(bool scan_directory) {

@@ -143,7 +143,13 @@ class Mailbox {
   // fdatasync of the journal, unless this process did so since it last read
   // or wrote anything in it.
   Status SyncJournal();
-  Status SyncWithDirectory(MailboxIndex& state, std::vector<IndexRecord>* changes);
+  // (new/ mtime, cur/ mtime), or none.
+  using DirStamp = std::optional<std::pair<int64_t, int64_t>>;
+  // `quiet_at`, if given, gets the directories' mtimes when the first pass
+  // was a consistent snapshot of them.
+  Status SyncWithDirectory(MailboxIndex& state, std::vector<IndexRecord>* changes, DirStamp* quiet_at);
+  // Every live entry seen on disk by a scan (or being expunged).
+  bool AllConfirmed() const;
   Status CatchUpWithDirectory(std::vector<IndexRecord>* changes);
   Status RecoverTmp();
   Status RemoveFiles(const std::vector<uint32_t>& uids);
@@ -157,6 +163,7 @@ class Mailbox {
   std::unique_ptr<File> journal_;
   uint64_t journal_inode_ = 0;
   uint64_t journal_offset_ = 0;  // bytes of the journal applied to state_
+  DirStamp scanned_at_;  // the directories' mtimes when a scan last matched state_ completely
   uint64_t synced_inode_ = 0;    // the journal (inode) this process last fdatasync'ed,
   uint64_t synced_offset_ = 0;   // and up to where
   uint32_t uid_floor_ = 0;       // highest uid this process handed out
