@@ -12,6 +12,7 @@
 #include "lmtp/lmtp_session.h"
 #include "server/endpoint.h"
 #include "server/logger.h"
+#include "server/notify.h"
 #include "server/pop3_server.h"
 #include "spool/spool.h"
 #include "users/user_name.h"
@@ -56,6 +57,7 @@ class Server {
     }
     WaitForSignal();
     log_.Info("event=ready");
+    NotifyServiceManager("READY=1\nSTATUS=recovery done, accepting mail");
     io_.run();
     // Blocking POP3 work still running finishes before anything it uses goes.
     pool_.join();
@@ -334,6 +336,7 @@ class Server {
         io_.stop();
         return;
       }
+      NotifyServiceManager("STOPPING=1\nSTATUS=draining");
       log_.Info(std::string("event=draining signal=") + (sig == SIGTERM ? "TERM" : "INT") +
                 " sessions=" + std::to_string(sessions_));
       draining_ = true;
@@ -356,15 +359,18 @@ class Server {
   }
 
   void Reload() {
+    NotifyServiceManager("RELOADING=1");
     auto fresh = ResolveConfig(PosixFs(), opts_.data_dir, opts_.config_path);
     if (!fresh.ok()) {
       log_.Warn("event=reload_failed reason=" + Kv(fresh.status().message()) + " (keeping the old configuration)");
+      NotifyServiceManager("READY=1");
       return;
     }
     opts_.config = std::move(fresh).value();
     log_.set_level(Logger::ParseLevel(opts_.config.log.level));
     log_.Reopen();
     log_.Info("event=reloaded");
+    NotifyServiceManager("READY=1");
   }
 
   ServeOptions opts_;
