@@ -6,7 +6,8 @@ Set-up: user alice with M messages (HOLDFAST_POP3_KILL_MESSAGES, default 3000;
 remembered byte for byte.
 
 Rounds (HOLDFAST_POP3_KILLS, default 20): start `holdfast serve`; log in with
-poplib; DELE a random 1-150 of the messages present; send QUIT without
+poplib; DELE a random 1-150 of the messages present (at most a 1/(rounds
+left + 1) share, so the mailbox never runs dry); send QUIT without
 waiting; SIGKILL the server 0-40 ms later (uniform; a round in five kills
 before QUIT's reply could possibly arrive, one in five lets the reply come
 first). Then restart and check, over a fresh login and the Maildir itself:
@@ -119,7 +120,9 @@ def main(args):
                 p.pass_(PW)
                 uidl = pop3_uidl(p)
                 present = {n: token_by_uidl[u] for n, u in uidl.items()}
-                marked = rnd.sample(sorted(present), rnd.randint(1, min(150, len(present))))
+                # At most a 1/(rounds left + 1) share, so the mailbox never runs dry.
+                hi = max(1, min(150, len(present) // (KILLS - k + 1)))
+                marked = rnd.sample(sorted(present), rnd.randint(1, min(hi, len(present))))
                 for n in marked:
                     p.dele(n)
                 marked_tokens = {present[n] for n in marked}
