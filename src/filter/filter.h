@@ -1,0 +1,73 @@
+// The filter stage (issue 4, seed 003): between the spool and the
+// mailboxes, a chain of content filters runs in worker processes the daemon
+// does not trust. This header holds what the daemon (filter/supervisor.h),
+// the worker (`holdfast filter-worker`, filter/worker.h) and the
+// configuration share. docs/filters.md is the manual.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/message_id.h"
+
+namespace holdfast {
+
+// One step of the chain: a [[filter]] table in the configuration.
+struct FilterStep {
+  enum class Kind { kCommand, kRspamd };
+  Kind kind = Kind::kCommand;
+  std::string name;  // for logs and quarantine reasons; default: the kind
+  std::chrono::milliseconds timeout{30000};  // per message: the command is killed, the socket given up
+
+  // kCommand: the message on stdin; exit status and output decide
+  // (docs/filters.md, "External commands").
+  std::vector<std::string> argv;
+  bool rewrite = false;  // stdout is the whole rewritten message (else: directives)
+
+  // kRspamd: POST /checkv2 (docs/filters.md, "rspamd").
+  std::string rspamd_address = "127.0.0.1:11333";  // HOST:PORT
+  bool reject_to_quarantine = false;  // "reject": quarantine (else the junk folder)
+  std::string junk_folder = "Junk";   // Maildir++ folder for spam
+};
+
+struct FilterOptions {
+  std::vector<FilterStep> chain;  // empty: no filter stage, mail goes straight to the mailboxes
+  uint32_t batch_size = 32;       // messages handed to one worker at most
+  uint32_t workers = 2;           // worker processes at once
+  uint32_t max_attempts = 3;      // K: solo failures before quarantine
+  std::chrono::milliseconds tempfail_delay{60000};  // back-off after a temporary failure
+  // Resource limits of a worker and of the commands it runs.
+  uint64_t memory_bytes = 1ull << 30;  // RLIMIT_AS
+  uint64_t cpu_seconds = 60;           // RLIMIT_CPU, per process
+  uint64_t open_files = 256;           // RLIMIT_NOFILE
+};
+
+// What a worker gets for one message.
+struct FilterInput {
+  MessageId id;
+  std::string client, helo, mail_from;
+  std::vector<std::string> rcpts;  // addresses as the client gave them
+  std::string body;
+};
+
+// What the chain decided for one message.
+struct Verdict {
+  enum class Kind : uint8_t {
+    kDeliver = 0,     // into `folder` ("" = INBOX), `body` if rewritten
+    kQuarantine = 1,  // a filter asked for it: `reason`
+    kDiscard = 2,     // a filter asked for it (logged, never silent): `reason`
+    kTempFail = 3,    // try again later; not the message's fault (scanner down)
+    kFailed = 4,      // a step failed on this message (signal, timeout, memory, exit code, garbage): counts towards K
+  };
+  Kind kind = Kind::kDeliver;
+  std::string folder;
+  bool rewritten = false;
+  std::string body;
+  std::string reason;  // why, for kQuarantine/kDiscard/kTempFail/kFailed: one line
+  std::string trail;   // what each step said, one line ("rspamd: add header (7.20/15.00)")
+};
+const char* VerdictKindName(Verdict::Kind k);
+
+}  // namespace holdfast
