@@ -203,6 +203,125 @@ TEST(ConfigTest, ResolvePrecedence) {
   EXPECT_CONTAINS(r.status().message(), "unknown key 'log.levl' in " + JoinPath(data2, "holdfast.toml"));
 }
 
+TEST(ConfigTest, FiltersDefaults) {
+  Config c = DefaultConfig();
+  EXPECT_TRUE(c.filters.chain.empty());
+  EXPECT_EQ(c.filters.batch_size, 32u);
+  EXPECT_EQ(c.filters.workers, 2u);
+  EXPECT_EQ(c.filters.max_attempts, 3u);
+  EXPECT_EQ(c.filters.tempfail_delay.count(), 60000);
+  EXPECT_EQ(c.filters.memory_bytes, 1ull << 30);
+  EXPECT_EQ(c.filters.cpu_seconds, 60u);
+  EXPECT_EQ(c.filters.open_files, 256u);
+  EXPECT_TRUE(ParseConfig("[filters]\n", "x").ok());
+}
+
+TEST(ConfigTest, FiltersFull) {
+  auto r = ParseConfig(R"(
+[filters]
+batch_size = 8
+workers = 4
+max_attempts = 5
+tempfail_delay_ms = 1500
+memory_bytes = 268435456
+cpu_seconds = 10
+open_files = 64
+
+[[filters.chain]]
+type = "command"
+name = "scanner"
+command = ["/usr/local/bin/scan", "--stdin", ""]
+rewrite = true
+timeout_ms = 5000
+
+[[filters.chain]]
+type = "rspamd"
+address = "[::1]:11333"
+on_reject = "quarantine"
+junk_folder = "Spam.Auto"
+timeout_ms = 2000
+
+[[filters.chain]]
+type = "command"
+command = ["/bin/true"]
+)",
+                       "holdfast.toml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const FilterOptions& f = r->filters;
+  EXPECT_EQ(f.batch_size, 8u);
+  EXPECT_EQ(f.workers, 4u);
+  EXPECT_EQ(f.max_attempts, 5u);
+  EXPECT_EQ(f.tempfail_delay.count(), 1500);
+  EXPECT_EQ(f.memory_bytes, 268435456u);
+  EXPECT_EQ(f.cpu_seconds, 10u);
+  EXPECT_EQ(f.open_files, 64u);
+  ASSERT_EQ(f.chain.size(), 3u);
+  EXPECT_EQ(f.chain[0].kind, FilterStep::Kind::kCommand);
+  EXPECT_EQ(f.chain[0].name, "scanner");
+  EXPECT_EQ(f.chain[0].argv, (std::vector<std::string>{"/usr/local/bin/scan", "--stdin", ""}));
+  EXPECT_TRUE(f.chain[0].rewrite);
+  EXPECT_EQ(f.chain[0].timeout.count(), 5000);
+  EXPECT_EQ(f.chain[1].kind, FilterStep::Kind::kRspamd);
+  EXPECT_EQ(f.chain[1].name, "rspamd");
+  EXPECT_EQ(f.chain[1].rspamd_address, "[::1]:11333");
+  EXPECT_TRUE(f.chain[1].reject_to_quarantine);
+  EXPECT_EQ(f.chain[1].junk_folder, "Spam.Auto");
+  EXPECT_EQ(f.chain[1].timeout.count(), 2000);
+  EXPECT_EQ(f.chain[2].name, "command");
+  EXPECT_FALSE(f.chain[2].rewrite);
+  EXPECT_EQ(f.chain[2].timeout.count(), 30000);
+
+  // Inline form; rspamd defaults.
+  auto inl = ParseConfig("filters = { chain = [ { type = \"rspamd\" } ] }\n", "x");
+  ASSERT_TRUE(inl.ok()) << inl.status().ToString();
+  ASSERT_EQ(inl->filters.chain.size(), 1u);
+  EXPECT_EQ(inl->filters.chain[0].rspamd_address, "127.0.0.1:11333");
+  EXPECT_FALSE(inl->filters.chain[0].reject_to_quarantine);
+  EXPECT_EQ(inl->filters.chain[0].junk_folder, "Junk");
+}
+
+TEST(ConfigTest, FiltersErrors) {
+  EXPECT_CONTAINS(ParseError("[filters]\nbatch_size = 0\n"),
+                  "key 'filters.batch_size' must be an integer from 1 to 1024 (got 0) in holdfast.toml at line 2");
+  EXPECT_CONTAINS(ParseError("[filters]\nworkers = 65\n"), "key 'filters.workers' must be an integer from 1 to 64");
+  EXPECT_CONTAINS(ParseError("[filters]\nmax_attempts = \"3\"\n"), "key 'filters.max_attempts' must be an integer");
+  EXPECT_CONTAINS(ParseError("[filters]\nmemory_bytes = 1000\n"), "key 'filters.memory_bytes' must be an integer from");
+  EXPECT_CONTAINS(ParseError("[filters]\nbatchsize = 3\n"), "unknown key 'filters.batchsize' in holdfast.toml at line 2");
+  EXPECT_CONTAINS(ParseError("filters = 3\n"), "key 'filters' must be a table");
+  EXPECT_CONTAINS(ParseError("[filters]\nchain = 3\n"), "key 'filters.chain' must be an array of tables");
+  EXPECT_CONTAINS(ParseError("[filters]\nchain = [1]\n"), "key 'filters.chain' must be an array of tables");
+  EXPECT_CONTAINS(ParseError("[[filters.chain]]\ncommand = [\"/bin/true\"]\n"),
+                  "key 'filters.chain[0].type' is missing in holdfast.toml at line 1");
+  EXPECT_CONTAINS(ParseError("[[filters.chain]]\ntype = \"clamav\"\n"),
+                  "key 'filters.chain[0].type' must be one of \"command\", \"rspamd\" (got \"clamav\")");
+  EXPECT_CONTAINS(ParseError("[[filters.chain]]\ntype = \"command\"\n"),
+                  "key 'filters.chain[0].command' is missing (required for type \"command\")");
+  EXPECT_CONTAINS(ParseError("[[filters.chain]]\ntype = \"command\"\ncommand = []\n"),
+                  "key 'filters.chain[0].command' must be a non-empty array of strings");
+  EXPECT_CONTAINS(ParseError("[[filters.chain]]\ntype = \"command\"\ncommand = [\"scan\"]\n"),
+                  "key 'filters.chain[0].command' must start with an absolute path (got \"scan\")");
+  EXPECT_CONTAINS(ParseError("[[filters.chain]]\ntype = \"command\"\ncommand = [\"/bin/x\", 3]\n"),
+                  "key 'filters.chain[0].command' must be a string");
+  EXPECT_CONTAINS(ParseError("[[filters.chain]]\ntype = \"rspamd\"\n[[filters.chain]]\ntype = \"rspamd\"\ncommnd = 1\n"),
+                  "unknown key 'filters.chain[1].commnd' in holdfast.toml at line 5");
+  EXPECT_CONTAINS(ParseError("[[filters.chain]]\ntype = \"rspamd\"\nrewrite = true\n"),
+                  "key 'filters.chain[0].rewrite' is not allowed for type \"rspamd\"");
+  EXPECT_CONTAINS(ParseError("[[filters.chain]]\ntype = \"command\"\ncommand = [\"/bin/true\"]\njunk_folder = \"J\"\n"),
+                  "key 'filters.chain[0].junk_folder' is not allowed for type \"command\"");
+  EXPECT_CONTAINS(ParseError("[[filters.chain]]\ntype = \"rspamd\"\non_reject = \"drop\"\n"),
+                  "key 'filters.chain[0].on_reject' must be one of \"junk\", \"quarantine\" (got \"drop\")");
+  EXPECT_CONTAINS(ParseError("[[filters.chain]]\ntype = \"rspamd\"\njunk_folder = \"../x\"\n"),
+                  "key 'filters.chain[0].junk_folder' folder name may hold only");
+  EXPECT_CONTAINS(ParseError("[[filters.chain]]\ntype = \"rspamd\"\naddress = \"localhost\"\n"),
+                  "key 'filters.chain[0].address' must be ADDR:PORT");
+  EXPECT_CONTAINS(ParseError("[[filters.chain]]\ntype = \"rspamd\"\naddress = \"\"\n"),
+                  "key 'filters.chain[0].address' must be HOST:PORT");
+  EXPECT_CONTAINS(ParseError("[[filters.chain]]\ntype = \"rspamd\"\ntimeout_ms = 0\n"),
+                  "key 'filters.chain[0].timeout_ms' must be an integer from 1 to 3600000 (got 0)");
+  EXPECT_CONTAINS(ParseError("[[filters.chain]]\ntype = \"rspamd\"\nname = \"my scanner\"\n"),
+                  "key 'filters.chain[0].name' may hold only letters");
+}
+
 TEST(ConfigTest, LoadConfigMissing) {
   TempDir tmp;
   auto r = LoadConfig(PosixFs(), JoinPath(tmp.path(), "none.toml"));

@@ -19,5 +19,6 @@ void AddFsckCommand(CLI::App& app, Runner* run);
 void AddServeCommand(CLI::App& app, Runner* run);
 void AddQueueCommand(CLI::App& app, Runner* run);
 void AddImportCommand(CLI::App& app, Runner* run);
+void AddFilterWorkerCommand(CLI::App& app, Runner* run);  // hidden: run by serve
 
 }  // namespace holdfast::cli

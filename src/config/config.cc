@@ -7,6 +7,8 @@
 #include <variant>
 #include <vector>
 
+#include "filter/message_edit.h"
+
 namespace holdfast {
 
 namespace {
@@ -215,12 +217,164 @@ struct Applier {
   }
 };
 
+// --- [filters]: FilterOptions has typed fields of its own and an array of
+// tables, so it is read here rather than through the key table. ---
+
+struct FilterReader {
+  std::string_view source;
+
+  Status Error(std::string_view key, const std::string& what, const toml::node& node) const {
+    return Status::Invalid("key " + Quote(key) + " " + what + Where(source, node));
+  }
+
+  Result<int64_t> Int(std::string_view key, const toml::node& node, int64_t lo, int64_t hi) const {
+    std::string range = "from " + std::to_string(lo) + " to " + std::to_string(hi);
+    const auto* v = node.as_integer();
+    if (!v) return Error(key, "must be an integer " + range, node);
+    int64_t x = v->get();
+    if (x < lo || x > hi) return Error(key, "must be an integer " + range + " (got " + std::to_string(x) + ")", node);
+    return x;
+  }
+
+  Result<std::string> String(std::string_view key, const toml::node& node, Status (*check)(std::string_view)) const {
+    const auto* v = node.as_string();
+    if (!v) return Error(key, "must be a string", node);
+    if (v->get().find('\0') != std::string::npos) return Error(key, "must not hold a NUL byte", node);
+    if (check) {
+      Status st = check(v->get());
+      if (!st.ok()) return Error(key, st.message() + " (got " + Echo(v->get()) + ")", node);
+    }
+    return v->get();
+  }
+
+  static Status CheckStepName(std::string_view v) {
+    if (v.empty() || v.size() > 64) return Status::Invalid("must be 1 to 64 bytes");
+    for (char c : v) {
+      if (!HostnameByteOk(c)) return Status::Invalid("may hold only letters, digits, '.', '-' and '_'");
+    }
+    return Status::Ok();
+  }
+  static Status CheckAddress(std::string_view v) {
+    if (v.empty()) return Status::Invalid("must be HOST:PORT, e.g. \"127.0.0.1:11333\"");
+    return CheckListen(v);
+  }
+
+  Status Step(const toml::table& t, const std::string& prefix, FilterStep& step) const {
+    const toml::node* type = t.get("type");
+    if (type == nullptr) return Status::Invalid("key " + Quote(prefix + ".type") + " is missing" + Where(source, t));
+    HF_ASSIGN_OR_RETURN(std::string kind, String(prefix + ".type", *type, nullptr));
+    if (kind != "command" && kind != "rspamd")
+      return Error(prefix + ".type", "must be one of \"command\", \"rspamd\" (got " + Echo(kind) + ")", *type);
+    const bool command = kind == "command";
+    step.kind = command ? FilterStep::Kind::kCommand : FilterStep::Kind::kRspamd;
+    step.name = kind;
+    for (const auto& entry : t) {
+      const toml::key& k = entry.first;
+      const toml::node& node = entry.second;  // not a structured binding: the lambda below captures it
+      const std::string key = prefix + "." + std::string(k.str());
+      const std::string_view name = k.str();
+      auto only = [&](bool allowed) {
+        return allowed ? Status::Ok() : Error(key, "is not allowed for type " + Echo(kind), node);
+      };
+      if (name == "type") {
+        continue;
+      } else if (name == "name") {
+        HF_ASSIGN_OR_RETURN(step.name, String(key, node, &CheckStepName));
+      } else if (name == "timeout_ms") {
+        HF_ASSIGN_OR_RETURN(int64_t ms, Int(key, node, 1, 3600000));
+        step.timeout = std::chrono::milliseconds(ms);
+      } else if (name == "command") {
+        HF_RETURN_IF_ERROR(only(command));
+        const auto* arr = node.as_array();
+        if (!arr || arr->empty()) return Error(key, "must be a non-empty array of strings", node);
+        step.argv.clear();
+        for (const auto& el : *arr) {
+          HF_ASSIGN_OR_RETURN(std::string arg, String(key, el, nullptr));
+          step.argv.push_back(std::move(arg));
+        }
+        // No PATH lookup for a program that sees every message.
+        if (step.argv[0].empty() || step.argv[0][0] != '/')
+          return Error(key, "must start with an absolute path (got " + Echo(step.argv[0]) + ")", node);
+      } else if (name == "rewrite") {
+        HF_RETURN_IF_ERROR(only(command));
+        const auto* v = node.as_boolean();
+        if (!v) return Error(key, "must be true or false", node);
+        step.rewrite = v->get();
+      } else if (name == "address") {
+        HF_RETURN_IF_ERROR(only(!command));
+        HF_ASSIGN_OR_RETURN(step.rspamd_address, String(key, node, &CheckAddress));
+      } else if (name == "on_reject") {
+        HF_RETURN_IF_ERROR(only(!command));
+        HF_ASSIGN_OR_RETURN(std::string v, String(key, node, nullptr));
+        if (v != "junk" && v != "quarantine")
+          return Error(key, "must be one of \"junk\", \"quarantine\" (got " + Echo(v) + ")", node);
+        step.reject_to_quarantine = v == "quarantine";
+      } else if (name == "junk_folder") {
+        HF_RETURN_IF_ERROR(only(!command));
+        HF_ASSIGN_OR_RETURN(step.junk_folder, String(key, node, &CheckFolderName));
+      } else {
+        return Status::Invalid((node.is_table() ? "unknown table " : "unknown key ") + Quote(key) + Where(source, node));
+      }
+    }
+    if (command && step.argv.empty())
+      return Status::Invalid("key " + Quote(prefix + ".command") + " is missing (required for type \"command\")" +
+                             Where(source, t));
+    return Status::Ok();
+  }
+
+  Status Filters(const toml::table& t, FilterOptions& f) const {
+    for (const auto& [k, node] : t) {
+      const std::string key = "filters." + std::string(k.str());
+      const std::string_view name = k.str();
+      if (name == "batch_size") {
+        HF_ASSIGN_OR_RETURN(int64_t v, Int(key, node, 1, 1024));
+        f.batch_size = static_cast<uint32_t>(v);
+      } else if (name == "workers") {
+        HF_ASSIGN_OR_RETURN(int64_t v, Int(key, node, 1, 64));
+        f.workers = static_cast<uint32_t>(v);
+      } else if (name == "max_attempts") {
+        HF_ASSIGN_OR_RETURN(int64_t v, Int(key, node, 1, 100));
+        f.max_attempts = static_cast<uint32_t>(v);
+      } else if (name == "tempfail_delay_ms") {
+        HF_ASSIGN_OR_RETURN(int64_t v, Int(key, node, 0, 86400000));
+        f.tempfail_delay = std::chrono::milliseconds(v);
+      } else if (name == "memory_bytes") {
+        HF_ASSIGN_OR_RETURN(int64_t v, Int(key, node, int64_t{16} << 20, int64_t{1} << 40));
+        f.memory_bytes = static_cast<uint64_t>(v);
+      } else if (name == "cpu_seconds") {
+        HF_ASSIGN_OR_RETURN(int64_t v, Int(key, node, 1, 86400));
+        f.cpu_seconds = static_cast<uint64_t>(v);
+      } else if (name == "open_files") {
+        HF_ASSIGN_OR_RETURN(int64_t v, Int(key, node, 32, 1048576));
+        f.open_files = static_cast<uint64_t>(v);
+      } else if (name == "chain") {
+        const auto* arr = node.as_array();
+        if (!arr) return Error(key, "must be an array of tables ([[filters.chain]])", node);
+        f.chain.clear();
+        for (size_t i = 0; i < arr->size(); ++i) {
+          const toml::table* step = (*arr)[i].as_table();
+          if (!step) return Error(key, "must be an array of tables ([[filters.chain]])", (*arr)[i]);
+          f.chain.emplace_back();
+          HF_RETURN_IF_ERROR(Step(*step, key + "[" + std::to_string(i) + "]", f.chain.back()));
+        }
+      } else {
+        return Status::Invalid((node.is_table() ? "unknown table " : "unknown key ") + Quote(key) + Where(source, node));
+      }
+    }
+    return Status::Ok();
+  }
+};
+
 // Applies every entry of `table` (at dotted `prefix`) to `config`, failing on
 // the first key the table does not know.
 Status ApplyTable(const toml::table& table, const std::string& prefix, std::string_view source, Config& config) {
   for (const auto& [k, node] : table) {
     std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
-    if (const KeySpec* spec = FindKey(key)) {
+    if (key == "filters") {
+      const toml::table* sub = node.as_table();
+      if (!sub) return Status::Invalid("key " + Quote(key) + " must be a table" + Where(source, node));
+      HF_RETURN_IF_ERROR(FilterReader{source}.Filters(*sub, config.filters));
+    } else if (const KeySpec* spec = FindKey(key)) {
       HF_RETURN_IF_ERROR(std::visit(Applier{config, key, node, source}, spec->type));
     } else if (IsKnownTable(key)) {
       const toml::table* sub = node.as_table();

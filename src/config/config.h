@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "filter/filter.h"
 #include "fs/fs.h"
 #include "util/status.h"
 
@@ -58,6 +59,8 @@ struct Config {
     int64_t max_backlog_bytes = int64_t{512} << 20;
     int64_t congestion_wait_ms = 20000;
   } spool;
+  // The filter stage (docs/filters.md): [filters] and [[filters.chain]].
+  FilterOptions filters;
   struct Log {
     std::string level = "info";  // "debug" | "info" | "warn" | "error"
     std::string file;            // "" = stderr

@@ -39,6 +39,10 @@ struct ProcessResult {
   int signal = 0;                // when a signal ended it (SIGKILL after a timeout too)
   uint64_t max_rss_bytes = 0;    // from wait4's rusage
   std::string out, err;
+  // What it ran under, for Describe().
+  std::chrono::milliseconds timeout{0};
+  size_t max_stdout = 0;
+  bool cpu_limit_hit = false;  // killed by a signal after using up RLIMIT_CPU
   // "exit 0", "exit 3", "signal 11 (SIGSEGV)", "timeout after 30 s", "memory limit", ...
   std::string Describe(const ProcessLimits& limits) const;
   // Hit its memory limit: killed, or failed, with max_rss near RLIMIT_AS

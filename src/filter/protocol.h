@@ -15,6 +15,15 @@
 
 namespace holdfast {
 
+// Record types of the two streams (util/record_log.h frames).
+inline constexpr uint8_t kFilterInputRecord = 'I';
+inline constexpr uint8_t kVerdictRecord = 'V';
+// Bounds the decoders enforce; the encoders cut reason and trail to fit.
+inline constexpr size_t kMaxEnvelopeField = 4096;   // client, helo, sender, each recipient
+inline constexpr uint32_t kMaxFilterRecipients = 100000;
+inline constexpr size_t kMaxFolderName = 255;
+inline constexpr size_t kMaxVerdictText = 4096;     // reason, trail
+
 std::string EncodeFilterInput(const FilterInput& in);
 std::string EncodeVerdict(uint32_t index, const Verdict& v);
 

@@ -1,0 +1,25 @@
+// holdfast filter-worker: hidden; the daemon's filter supervisor execs it per
+// batch (`/proc/self/exe --data D [--config C] filter-worker`) with the batch
+// on stdin and reads the verdicts from stdout (docs/filters.md, "Worker
+// protocol"). It runs the chain of the configuration it loads itself.
+#include <signal.h>
+#include <unistd.h>
+
+#include "cli/commands.h"
+#include "filter/worker.h"
+
+namespace holdfast::cli {
+
+void AddFilterWorkerCommand(CLI::App& app, Runner* run) {
+  CLI::App* sub = app.add_subcommand("filter-worker", "Run the filter chain on a batch (internal; used by serve)");
+  sub->group("");  // not in --help: nothing for an operator to run by hand
+  sub->callback([run] {
+    *run = [](Context& c) {
+      // A daemon that went away must not kill us mid-write; the write fails instead.
+      ::signal(SIGPIPE, SIG_IGN);
+      return RunFilterWorker(c.config().filters, STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO);
+    };
+  });
+}
+
+}  // namespace holdfast::cli

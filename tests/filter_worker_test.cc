@@ -1,0 +1,375 @@
+// RunFilterWorker driven over real pipes, with real /bin/sh filter scripts.
+#include "filter/worker.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <thread>
+
+#include "filter/protocol.h"
+
+namespace holdfast {
+namespace {
+
+using std::chrono::milliseconds;
+
+class FilterWorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/holdfast-filter-worker-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  // An executable /bin/sh script in the temp dir; returns its path.
+  std::string Script(const std::string& name, const std::string& body) {
+    std::string path = dir_ + "/" + name;
+    std::ofstream(path) << "#!/bin/sh\n" << body;
+    ::chmod(path.c_str(), 0755);
+    return path;
+  }
+
+  FilterStep Command(const std::string& name, const std::string& body, bool rewrite = false) {
+    FilterStep s;
+    s.kind = FilterStep::Kind::kCommand;
+    s.name = name;
+    s.argv = {Script(name, body)};
+    s.rewrite = rewrite;
+    s.timeout = milliseconds(3000);
+    return s;
+  }
+
+  static FilterInput Message(const std::string& body) {
+    FilterInput in;
+    in.id = MessageId::Generate();
+    in.client = "192.0.2.7";
+    in.helo = "mx.example.org";
+    in.mail_from = "alice@example.org";
+    in.rcpts = {"bob@example.org", "carol@example.org"};
+    in.body = body;
+    return in;
+  }
+
+  struct WorkerRun {
+    int rc = -1;
+    VerdictStream stream;
+    std::string err;
+  };
+
+  // The batch written into a pipe by one thread, the worker reading it and
+  // writing verdicts into another pipe, the test reading those.
+  WorkerRun RunWorker(const FilterOptions& opts, const std::vector<FilterInput>& batch) {
+    std::string bytes;
+    for (const auto& in : batch) bytes += EncodeFilterInput(in);
+    return RunBytes(opts, bytes, batch.size());
+  }
+
+  static std::string ReadAll(int fd) {
+    std::string out;
+    char buf[65536];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+    return out;
+  }
+
+  WorkerRun RunBytes(const FilterOptions& opts, const std::string& bytes, size_t expected) {
+    int in[2], out[2], err[2];
+    EXPECT_EQ(::pipe2(in, O_CLOEXEC), 0);
+    EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
+    EXPECT_EQ(::pipe2(err, O_CLOEXEC), 0);
+    std::thread writer([&] {
+      size_t done = 0;
+      while (done < bytes.size()) {
+        ssize_t n = ::write(in[1], bytes.data() + done, bytes.size() - done);
+        if (n <= 0) break;
+        done += static_cast<size_t>(n);
+      }
+      ::close(in[1]);
+    });
+    auto err_text = std::async(std::launch::async, [&] { return ReadAll(err[0]); });
+    auto out_text = std::async(std::launch::async, [&] { return ReadAll(out[0]); });
+    WorkerRun r;
+    r.rc = RunFilterWorker(opts, in[0], out[1], err[1]);
+    ::close(in[0]);
+    ::close(out[1]);
+    ::close(err[1]);
+    writer.join();
+    r.stream = DecodeVerdicts(out_text.get(), expected);
+    r.err = err_text.get();
+    ::close(out[0]);
+    ::close(err[0]);
+    return r;
+  }
+
+  Verdict RunOne(const FilterOptions& opts, const std::string& body) {
+    WorkerRun r = RunWorker(opts, {Message(body)});
+    EXPECT_EQ(r.rc, 0) << r.err;
+    EXPECT_TRUE(r.stream.complete) << r.stream.error;
+    return r.stream.verdicts.empty() ? Verdict{} : r.stream.verdicts[0];
+  }
+
+  std::string dir_;
+};
+
+#define EXPECT_CONTAINS(haystack, needle) \
+  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << (haystack)
+
+TEST_F(FilterWorkerTest, NoChainDeliversUnchanged) {
+  WorkerRun r = RunWorker(FilterOptions{}, {Message("a\n"), Message("b\n")});
+  EXPECT_EQ(r.rc, 0);
+  ASSERT_TRUE(r.stream.complete) << r.stream.error;
+  for (const Verdict& v : r.stream.verdicts) {
+    EXPECT_EQ(v.kind, Verdict::Kind::kDeliver);
+    EXPECT_FALSE(v.rewritten);
+    EXPECT_EQ(v.folder, "");
+  }
+}
+
+TEST_F(FilterWorkerTest, Directives) {
+  FilterOptions opts;
+  opts.chain = {Command("scanner", "cat >/dev/null\necho 'header X-Scanned: yes'\necho 'header X-Score:   2.5'\n"
+                                   "echo\necho 'folder Junk'\n")};
+  Verdict v = RunOne(opts, "Subject: hi\n\nbody\n");
+  EXPECT_EQ(v.kind, Verdict::Kind::kDeliver);
+  EXPECT_EQ(v.folder, "Junk");
+  EXPECT_TRUE(v.rewritten);
+  EXPECT_EQ(v.body, "X-Scanned: yes\nX-Score: 2.5\nSubject: hi\n\nbody\n");
+  EXPECT_EQ(v.trail, "scanner: deliver, 2 headers, folder Junk");
+}
+
+TEST_F(FilterWorkerTest, CrlfMessageKeepsCrlfInAddedHeaders) {
+  FilterOptions opts;
+  opts.chain = {Command("scanner", "printf 'header X-Scanned: yes\\r\\n'\n")};
+  Verdict v = RunOne(opts, "Subject: hi\r\n\r\nbody\r\n");
+  EXPECT_EQ(v.body, "X-Scanned: yes\r\nSubject: hi\r\n\r\nbody\r\n");
+}
+
+TEST_F(FilterWorkerTest, Environment) {
+  FilterOptions opts;
+  opts.chain = {Command("env", "echo \"header X-Env: $HOLDFAST_MESSAGE_ID $HOLDFAST_SENDER $HOLDFAST_RECIPIENTS "
+                               "$HOLDFAST_CLIENT $HOLDFAST_HELO\"\n")};
+  FilterInput in = Message("S: x\n\n");
+  WorkerRun r = RunWorker(opts, {in});
+  ASSERT_TRUE(r.stream.complete) << r.stream.error;
+  EXPECT_EQ(r.stream.verdicts[0].body, "X-Env: " + in.id.ToString() +
+                                           " alice@example.org bob@example.org,carol@example.org 192.0.2.7 "
+                                           "mx.example.org\nS: x\n\n");
+}
+
+TEST_F(FilterWorkerTest, QuarantineAndDiscard) {
+  FilterOptions opts;
+  opts.chain = {Command("av", "msg=$(cat)\n"
+                              "if echo \"$msg\" | grep -q EICAR; then echo 'header X-Ignored: 1';"
+                              " echo 'quarantine virus Eicar found'; echo 'discard too late'; fi\n"
+                              "if echo \"$msg\" | grep -q BOUNCE; then echo discard; fi\n")};
+  WorkerRun r = RunWorker(opts, {Message("EICAR\n"), Message("BOUNCE\n"), Message("clean\n")});
+  ASSERT_TRUE(r.stream.complete) << r.stream.error;
+  EXPECT_EQ(r.stream.verdicts[0].kind, Verdict::Kind::kQuarantine);
+  EXPECT_EQ(r.stream.verdicts[0].reason, "av: quarantine virus Eicar found");
+  EXPECT_FALSE(r.stream.verdicts[0].rewritten);
+  EXPECT_EQ(r.stream.verdicts[1].kind, Verdict::Kind::kDiscard);
+  EXPECT_EQ(r.stream.verdicts[1].reason, "av: discard no reason given");
+  EXPECT_EQ(r.stream.verdicts[2].kind, Verdict::Kind::kDeliver);
+  EXPECT_FALSE(r.stream.verdicts[2].rewritten);
+}
+
+TEST_F(FilterWorkerTest, Rewrite) {
+  FilterOptions opts;
+  opts.chain = {Command("sed", "sed 's/secret/[redacted]/'\n", true)};
+  Verdict v = RunOne(opts, "Subject: s\n\nthe secret\n");
+  EXPECT_EQ(v.kind, Verdict::Kind::kDeliver);
+  EXPECT_TRUE(v.rewritten);
+  EXPECT_EQ(v.body, "Subject: s\n\nthe [redacted]\n");
+  EXPECT_EQ(v.trail, "sed: rewrote (27 bytes)");
+
+  opts.chain = {Command("eater", "cat >/dev/null\n", true)};
+  Verdict empty = RunOne(opts, "x\n");
+  EXPECT_EQ(empty.kind, Verdict::Kind::kFailed);
+  EXPECT_EQ(empty.reason, "eater: garbage output: empty message from a rewrite filter");
+}
+
+TEST_F(FilterWorkerTest, TempFail) {
+  FilterOptions opts;
+  opts.chain = {Command("clamd", "echo 'cannot connect to clamd' >&2; exit 75\n")};
+  Verdict v = RunOne(opts, "x\n");
+  EXPECT_EQ(v.kind, Verdict::Kind::kTempFail);
+  EXPECT_EQ(v.reason, "clamd: exit 75 (temporary failure); stderr: cannot connect to clamd");
+
+  FilterStep missing;
+  missing.name = "gone";
+  missing.argv = {dir_ + "/no-such-filter"};
+  opts.chain = {missing};
+  Verdict m = RunOne(opts, "x\n");
+  EXPECT_EQ(m.kind, Verdict::Kind::kTempFail);
+  EXPECT_CONTAINS(m.reason, "gone: cannot run: ");
+}
+
+TEST_F(FilterWorkerTest, Garbage) {
+  FilterOptions opts;
+  opts.chain = {Command("chatty", "echo 'header X-Ok: 1'\nprintf 'Hello\\tworld\\001 and a very long line that goes on "
+                                  "and on and on and on and on and on and on and on\\n'\n")};
+  Verdict v = RunOne(opts, "x\n");
+  EXPECT_EQ(v.kind, Verdict::Kind::kFailed);
+  EXPECT_EQ(v.reason,
+            "chatty: garbage output: Hello\\tworld\\x01 and a very long line that goes on and on and on and on and "
+            "on a...");
+
+  for (const char* bad : {"folder ../etc", "folder .Junk", "header NoColon", "header X-A B: c", "Folder Junk"}) {
+    opts.chain = {Command("bad", std::string("echo '") + bad + "'\n")};
+    Verdict b = RunOne(opts, "x\n");
+    EXPECT_EQ(b.kind, Verdict::Kind::kFailed) << bad;
+    EXPECT_CONTAINS(b.reason, std::string("bad: garbage output: ") + bad);
+  }
+  opts.chain = {Command("inbox", "echo 'folder Junk'; echo 'folder inbox'\n")};
+  EXPECT_EQ(RunOne(opts, "x\n").folder, "");
+}
+
+TEST_F(FilterWorkerTest, FailuresNameTheirKind) {
+  FilterOptions opts;
+  opts.chain = {Command("crashy", "echo 'about to crash' >&2; kill -SEGV $$\n")};
+  Verdict seg = RunOne(opts, "x\n");
+  EXPECT_EQ(seg.kind, Verdict::Kind::kFailed);
+  EXPECT_EQ(seg.reason, "crashy: signal 11 (SIGSEGV); stderr: about to crash");
+
+  opts.chain = {Command("exit3", "echo 'line one' >&2; echo 'line two' >&2; exit 3\n")};
+  Verdict three = RunOne(opts, "x\n");
+  EXPECT_EQ(three.reason, "exit3: exit 3; stderr: line one\\nline two");
+
+  opts.chain = {Command("slow", "sleep 10\n")};
+  opts.chain[0].timeout = milliseconds(200);
+  Verdict slow = RunOne(opts, "x\n");
+  EXPECT_EQ(slow.kind, Verdict::Kind::kFailed);
+  EXPECT_EQ(slow.reason, "slow: timeout after 200 ms");
+
+  opts.chain = {Command("hog", "exec python3 -c 'x = []\nwhile True: x.append(bytearray(1 << 20))'\n")};
+  opts.memory_bytes = 200u << 20;
+  Verdict hog = RunOne(opts, "x\n");
+  EXPECT_EQ(hog.kind, Verdict::Kind::kFailed);
+  EXPECT_CONTAINS(hog.reason, "hog: memory limit (200 MiB); stderr: ");
+}
+
+TEST_F(FilterWorkerTest, PoisonKeepsBatchOrder) {
+  FilterOptions opts;
+  opts.chain = {Command("scanner", "if grep -q POISON; then kill -SEGV $$; fi\necho \"header X-Seen: $HOLDFAST_SENDER\"\n")};
+  std::vector<FilterInput> batch;
+  for (int i = 0; i < 6; ++i) {
+    batch.push_back(Message(i == 2 || i == 4 ? "POISON\n" : "fine\n"));
+    batch.back().mail_from = "m" + std::to_string(i) + "@example.org";
+  }
+  WorkerRun r = RunWorker(opts, batch);
+  EXPECT_EQ(r.rc, 0);
+  ASSERT_TRUE(r.stream.complete) << r.stream.error;
+  ASSERT_EQ(r.stream.verdicts.size(), 6u);
+  for (int i = 0; i < 6; ++i) {
+    const Verdict& v = r.stream.verdicts[i];
+    if (i == 2 || i == 4) {
+      EXPECT_EQ(v.kind, Verdict::Kind::kFailed) << i;
+      EXPECT_EQ(v.reason, "scanner: signal 11 (SIGSEGV)");
+    } else {
+      EXPECT_EQ(v.kind, Verdict::Kind::kDeliver) << i;
+      EXPECT_EQ(v.body, "X-Seen: m" + std::to_string(i) + "@example.org\nfine\n");
+    }
+  }
+}
+
+TEST_F(FilterWorkerTest, ChainAccumulatesAndStops) {
+  FilterOptions opts;
+  std::string marker = dir_ + "/third-ran";
+  opts.chain = {Command("one", "echo 'header X-One: 1'; echo 'folder First'\n"),
+                // Sees the first step's header; its folder wins.
+                Command("two", "if grep -q '^X-One: 1' ; then echo 'header X-Two: saw-one'; fi; echo 'folder Second'\n"),
+                Command("three", "cat; echo 'appended'\n", true)};
+  Verdict v = RunOne(opts, "S: x\n\nbody\n");
+  EXPECT_EQ(v.kind, Verdict::Kind::kDeliver);
+  EXPECT_EQ(v.folder, "Second");
+  EXPECT_EQ(v.body, "X-Two: saw-one\nX-One: 1\nS: x\n\nbody\nappended\n");
+  EXPECT_EQ(v.trail, "one: deliver, 1 header, folder First; two: deliver, 1 header, folder Second; three: rewrote (44 bytes)");
+
+  opts.chain = {Command("one", "echo 'header X-One: 1'\n"), Command("two", "echo 'quarantine stop here'\n"),
+                Command("three", "touch " + marker + "\n")};
+  Verdict q = RunOne(opts, "S: x\n\nbody\n");
+  EXPECT_EQ(q.kind, Verdict::Kind::kQuarantine);
+  EXPECT_EQ(q.reason, "two: quarantine stop here");
+  EXPECT_EQ(q.trail, "one: deliver, 1 header; two: quarantine stop here");
+  EXPECT_FALSE(std::filesystem::exists(marker));
+}
+
+TEST_F(FilterWorkerTest, UnreachableRspamdIsTemporary) {
+  FilterOptions opts;
+  FilterStep rspamd;
+  rspamd.kind = FilterStep::Kind::kRspamd;
+  rspamd.name = "rspamd";
+  rspamd.rspamd_address = "127.0.0.1:1";  // nothing listens there
+  rspamd.timeout = milliseconds(1000);
+  opts.chain = {rspamd};
+  Verdict v = RunOne(opts, "S: x\n\nbody\n");
+  EXPECT_EQ(v.kind, Verdict::Kind::kTempFail);
+  EXPECT_CONTAINS(v.reason, "rspamd: unavailable: ");
+}
+
+TEST_F(FilterWorkerTest, VerdictsAreWrittenAsSoonAsDecided) {
+  // Message 1's filter waits until the test has seen message 0's verdict: a
+  // worker that dies on message 1 has still settled message 0.
+  std::string go = dir_ + "/go";
+  FilterOptions opts;
+  opts.chain = {Command("gate", "if grep -q WAIT; then while [ ! -e " + go + " ]; do sleep 0.01; done; fi\n")};
+  opts.chain[0].timeout = milliseconds(3000);
+  std::string bytes = EncodeFilterInput(Message("first\n")) + EncodeFilterInput(Message("WAIT\n"));
+  int in[2], out[2];
+  ASSERT_EQ(::pipe2(in, O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+  ASSERT_EQ(::write(in[1], bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  ::close(in[1]);
+  int devnull = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  auto rc = std::async(std::launch::async, [&] { return RunFilterWorker(opts, in[0], out[1], devnull); });
+
+  std::string got;
+  char buf[4096];
+  auto start = std::chrono::steady_clock::now();
+  while (DecodeVerdicts(got, 2).verdicts.empty()) {
+    ssize_t n = ::read(out[0], buf, sizeof buf);
+    ASSERT_GT(n, 0);
+    got.append(buf, static_cast<size_t>(n));
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(2500));
+  EXPECT_EQ(DecodeVerdicts(got, 2).verdicts.size(), 1u);  // the second is still waiting
+  std::ofstream(go) << "";
+  EXPECT_EQ(rc.get(), 0);
+  ::close(out[1]);
+  got += ReadAll(out[0]);
+  VerdictStream s = DecodeVerdicts(got, 2);
+  EXPECT_TRUE(s.complete) << s.error;
+  ASSERT_EQ(s.verdicts.size(), 2u);
+  EXPECT_EQ(s.verdicts[1].kind, Verdict::Kind::kDeliver);
+  ::close(in[0]);
+  ::close(out[0]);
+  ::close(devnull);
+}
+
+TEST_F(FilterWorkerTest, GarbageInputIsRefused) {
+  FilterOptions opts;
+  std::string marker = dir_ + "/ran";
+  opts.chain = {Command("never", "touch " + marker + "\n")};
+  std::string good = EncodeFilterInput(Message("x\n"));
+  WorkerRun r = RunBytes(opts, good + "this is not a frame", 1);
+  EXPECT_EQ(r.rc, EX_DATAERR);
+  EXPECT_TRUE(r.stream.verdicts.empty());
+  EXPECT_CONTAINS(r.err, "holdfast filter-worker: bad batch: ");
+  EXPECT_FALSE(std::filesystem::exists(marker));
+
+  WorkerRun torn = RunBytes(opts, good.substr(0, good.size() - 1), 1);
+  EXPECT_EQ(torn.rc, EX_DATAERR);
+  EXPECT_TRUE(torn.stream.verdicts.empty());
+}
+
+}  // namespace
+}  // namespace holdfast
