@@ -1,8 +1,11 @@
 // RunFilterWorker driven over real pipes, with real /bin/sh filter scripts.
 #include "filter/worker.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -11,7 +14,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <atomic>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include "filter/protocol.h"
@@ -20,6 +25,76 @@ namespace holdfast {
 namespace {
 
 using std::chrono::milliseconds;
+
+
+// A stand-in for rspamd on a loopback port: reads each HTTP request whole
+// and answers every one with the same canned response.
+class FakeRspamd {
+ public:
+  explicit FakeRspamd(std::string response) : response_(std::move(response)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(::listen(fd_, 8), 0);
+    EXPECT_EQ(::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len), 0);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~FakeRspamd() {
+    stop_ = true;
+    ::shutdown(fd_, SHUT_RDWR);
+    thread_.join();
+    ::close(fd_);
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  static std::string Json(const std::string& json, int status = 200) {
+    return "HTTP/1.1 " + std::to_string(status) + " OK\r\nConnection: close\r\nContent-Type: application/json\r\n"
+           "Content-Length: " + std::to_string(json.size()) + "\r\n\r\n" + json;
+  }
+  std::string last_request() {
+    std::lock_guard<std::mutex> l(mu_);
+    return last_request_;
+  }
+
+ private:
+  void Serve() {
+    while (!stop_) {
+      int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) return;
+      std::string req;
+      char buf[65536];
+      while (true) {
+        auto end = req.find("\r\n\r\n");
+        if (end != std::string::npos) {
+          std::string head = req.substr(0, end);
+          for (char& ch : head) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+          auto cl = head.find("content-length:");
+          if (cl != std::string::npos && req.size() >= end + 4 + std::stoul(head.substr(cl + 15))) break;
+          if (head.find("chunked") != std::string::npos && req.ends_with("0\r\n\r\n")) break;
+        }
+        ssize_t n = ::read(c, buf, sizeof buf);
+        if (n <= 0) break;
+        req.append(buf, static_cast<size_t>(n));
+      }
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        last_request_ = req;
+      }
+      (void)!::write(c, response_.data(), response_.size());
+      ::close(c);
+    }
+  }
+  std::string response_;
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  std::mutex mu_;
+  std::string last_request_;
+};
 
 class FilterWorkerTest : public ::testing::Test {
  protected:
@@ -250,11 +325,17 @@ TEST_F(FilterWorkerTest, FailuresNameTheirKind) {
   EXPECT_EQ(slow.kind, Verdict::Kind::kFailed);
   EXPECT_EQ(slow.reason, "slow: timeout after 200 ms");
 
+}
+
+TEST_F(FilterWorkerTest, MemoryLimitIsNamed) {
+  FilterOptions opts;
   opts.chain = {Command("hog", "exec python3 -c 'x = []\nwhile True: x.append(bytearray(1 << 20))'\n")};
-  opts.memory_bytes = 200u << 20;
+  opts.chain[0].timeout = milliseconds(10000);  // python is slow to die on a busy machine
+  opts.memory_bytes = 100u << 20;
   Verdict hog = RunOne(opts, "x\n");
   EXPECT_EQ(hog.kind, Verdict::Kind::kFailed);
-  EXPECT_CONTAINS(hog.reason, "hog: memory limit (200 MiB); stderr: ");
+  EXPECT_CONTAINS(hog.reason, "hog: memory limit (100 MiB); stderr: ");
+  EXPECT_TRUE(hog.reason.ends_with("MemoryError")) << hog.reason;
 }
 
 TEST_F(FilterWorkerTest, PoisonKeepsBatchOrder) {
@@ -314,6 +395,122 @@ TEST_F(FilterWorkerTest, UnreachableRspamdIsTemporary) {
   Verdict v = RunOne(opts, "S: x\n\nbody\n");
   EXPECT_EQ(v.kind, Verdict::Kind::kTempFail);
   EXPECT_CONTAINS(v.reason, "rspamd: unavailable: ");
+}
+
+FilterStep RspamdStep(const std::string& address) {
+  FilterStep s;
+  s.kind = FilterStep::Kind::kRspamd;
+  s.name = "rspamd";
+  s.rspamd_address = address;
+  s.timeout = milliseconds(2000);
+  return s;
+}
+
+// rspamd's JSON, as 3.4 writes it (milter block with add/remove headers).
+std::string SpamReply(const std::string& action, double score, const std::string& extra = "") {
+  char s[32];
+  std::snprintf(s, sizeof s, "%.6f", score);
+  return FakeRspamd::Json("{\"is_skipped\":false,\"score\":" + std::string(s) +
+                          ",\"required_score\":15.0,\"action\":\"" + action + "\"" + extra +
+                          ",\"symbols\":{\"TEST_SYMBOL\":{\"name\":\"TEST_SYMBOL\",\"score\":1.0}},\"messages\":{},"
+                          "\"milter\":{\"add_headers\":{\"X-Spamd-Result\":{\"value\":\"default: False [1.00 / "
+                          "15.00];\\r\\n\\tTEST_SYMBOL(1.00)[]\",\"order\":-1},\"X-Spam-Status\":{\"value\":\"Yes, "
+                          "score=1.00\",\"order\":-1}},\"remove_headers\":{\"X-Spam\":0,\"X-Spam-Status\":0}}}");
+}
+
+// Skips when the rspamd client is the uncommitted stand-in of a branch that
+// does not have it yet (src/filter/rspamd.cc comes with the other branch).
+#define SKIP_WITHOUT_RSPAMD_CLIENT(v)                                                    \
+  if ((v).reason.find("rspamd client not built") != std::string::npos) {                \
+    GTEST_SKIP() << "no rspamd client in this build";                                    \
+  }
+
+TEST_F(FilterWorkerTest, RspamdNoActionLeavesTheMessageAlone) {
+  FakeRspamd fake(SpamReply("no action", 0.5));
+  FilterOptions opts;
+  opts.chain = {RspamdStep(fake.address())};
+  FilterInput in = Message("Subject: hi\r\n\r\nbody\r\n");
+  WorkerRun r = RunWorker(opts, {in});
+  ASSERT_TRUE(r.stream.complete) << r.stream.error;
+  const Verdict& v = r.stream.verdicts[0];
+  SKIP_WITHOUT_RSPAMD_CLIENT(v);
+  EXPECT_EQ(v.kind, Verdict::Kind::kDeliver) << v.reason;
+  EXPECT_FALSE(v.rewritten);
+  EXPECT_EQ(v.folder, "");
+  EXPECT_EQ(v.trail, "rspamd: no action (0.50/15.00)");
+  EXPECT_NE(fake.last_request().find("body\r\n"), std::string::npos);
+}
+
+TEST_F(FilterWorkerTest, RspamdAddHeader) {
+  FakeRspamd fake(SpamReply("add header", 7.2));
+  FilterOptions opts;
+  opts.chain = {RspamdStep(fake.address())};
+  Verdict v = RunOne(opts, "X-Spam: forged\r\nSubject: hi\r\nX-Spam-Status: No\r\n\r\nX-Spam: in the body\r\n");
+  SKIP_WITHOUT_RSPAMD_CLIENT(v);
+  EXPECT_EQ(v.kind, Verdict::Kind::kDeliver) << v.reason;
+  EXPECT_EQ(v.folder, "");
+  EXPECT_EQ(v.trail, "rspamd: add header (7.20/15.00)");
+  ASSERT_TRUE(v.rewritten);
+  EXPECT_TRUE(v.body.starts_with("X-Spam: Yes\r\n")) << v.body;
+  EXPECT_CONTAINS(v.body, "\r\nX-Spamd-Result: default: False [1.00 / 15.00];\r\n\tTEST_SYMBOL(1.00)[]\r\n");
+  EXPECT_CONTAINS(v.body, "\r\nX-Spam-Status: Yes, score=1.00\r\n");
+  // rspamd's remove_headers: the forged ones go, the body is not touched.
+  EXPECT_EQ(v.body.find("forged"), std::string::npos) << v.body;
+  EXPECT_EQ(v.body.find("X-Spam-Status: No"), std::string::npos) << v.body;
+  EXPECT_TRUE(v.body.ends_with("Subject: hi\r\n\r\nX-Spam: in the body\r\n")) << v.body;
+}
+
+TEST_F(FilterWorkerTest, RspamdRewriteSubject) {
+  FakeRspamd fake(SpamReply("rewrite subject", 9.9, ",\"subject\":\"***SPAM*** hi there\""));
+  FilterOptions opts;
+  opts.chain = {RspamdStep(fake.address())};
+  Verdict v = RunOne(opts, "From: a@example.org\nSubject: hi\n there\nTo: b@example.org\n\nSubject: body\n");
+  SKIP_WITHOUT_RSPAMD_CLIENT(v);
+  EXPECT_EQ(v.kind, Verdict::Kind::kDeliver) << v.reason;
+  EXPECT_EQ(v.trail, "rspamd: rewrite subject (9.90/15.00)");
+  EXPECT_CONTAINS(v.body, "\nSubject: ***SPAM*** hi there\nTo: b@example.org\n\nSubject: body\n");
+  EXPECT_EQ(v.body.find(" there\nTo"), v.body.find("hi there\nTo") + 2);  // the old fold is gone
+  EXPECT_EQ(v.body.find("\r\n"), std::string::npos) << "LF message stays LF";
+}
+
+TEST_F(FilterWorkerTest, RspamdRejectToJunkOrQuarantine) {
+  FakeRspamd fake(SpamReply("reject", 20));
+  FilterOptions opts;
+  opts.chain = {RspamdStep(fake.address())};
+  opts.chain[0].junk_folder = "Spam";
+  Verdict junk = RunOne(opts, "Subject: buy\r\n\r\nnow\r\n");
+  SKIP_WITHOUT_RSPAMD_CLIENT(junk);
+  EXPECT_EQ(junk.kind, Verdict::Kind::kDeliver) << junk.reason;
+  EXPECT_EQ(junk.folder, "Spam");
+  EXPECT_TRUE(junk.body.starts_with("X-Spam: Yes\r\n"));
+  EXPECT_EQ(junk.trail, "rspamd: reject (20.00/15.00), folder Spam");
+
+  opts.chain[0].reject_to_quarantine = true;
+  Verdict q = RunOne(opts, "Subject: buy\r\n\r\nnow\r\n");
+  EXPECT_EQ(q.kind, Verdict::Kind::kQuarantine);
+  EXPECT_EQ(q.reason, "rspamd: reject (20.00/15.00)");
+  EXPECT_FALSE(q.rewritten);
+
+  FakeRspamd soft(SpamReply("soft reject", 16));
+  opts.chain = {RspamdStep(soft.address())};
+  Verdict s = RunOne(opts, "Subject: buy\r\n\r\nnow\r\n");
+  EXPECT_EQ(s.folder, "Junk");
+}
+
+TEST_F(FilterWorkerTest, RspamdBadRepliesAndErrors) {
+  FakeRspamd garbage(FakeRspamd::Json("this is not json"));
+  FilterOptions opts;
+  opts.chain = {RspamdStep(garbage.address())};
+  Verdict g = RunOne(opts, "S: x\n\nbody\n");
+  SKIP_WITHOUT_RSPAMD_CLIENT(g);
+  EXPECT_EQ(g.kind, Verdict::Kind::kFailed);
+  EXPECT_CONTAINS(g.reason, "rspamd: bad reply: ");
+
+  FakeRspamd down(FakeRspamd::Json("{\"error\":\"overloaded\"}", 503));
+  opts.chain = {RspamdStep(down.address())};
+  Verdict d = RunOne(opts, "S: x\n\nbody\n");
+  EXPECT_EQ(d.kind, Verdict::Kind::kTempFail);
+  EXPECT_CONTAINS(d.reason, "rspamd: unavailable: ");
 }
 
 TEST_F(FilterWorkerTest, VerdictsAreWrittenAsSoonAsDecided) {

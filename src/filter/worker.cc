@@ -210,11 +210,13 @@ std::optional<Verdict> RunRspamdStep(const FilterStep& step, ChainState& st) {
   }
   auto reply = RspamdCheck(step.rspamd_address, *in, step.timeout);
   if (!reply.ok()) {
+    std::string_view why = reply.status().message();
+    if (why.starts_with("rspamd: ")) why.remove_prefix(8);  // the step name says it
     // Only a reply that makes no sense is held against the message; a
-    // scanner that is down or slow is a temporary failure (issue 4).
+    // scanner that is down, slow or refusing is a temporary failure (issue 4).
     if (reply.status().kind() == Status::Kind::kCorrupt)
-      return Stop(st, Verdict::Kind::kFailed, step.name + ": bad reply: " + reply.status().message());
-    return Stop(st, Verdict::Kind::kTempFail, step.name + ": unavailable: " + reply.status().message());
+      return Stop(st, Verdict::Kind::kFailed, step.name + ": bad reply: " + std::string(why));
+    return Stop(st, Verdict::Kind::kTempFail, step.name + ": unavailable: " + std::string(why));
   }
   char score[64];
   std::snprintf(score, sizeof score, "(%.2f/%.2f)", reply->score, reply->required_score);
