@@ -268,13 +268,16 @@ class Rspamd:
     def address(self):
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout=START_TIMEOUT, attempts=3):
+    def start(self, timeout=START_TIMEOUT, attempts=3, port=None):
+        """Start and wait until /checkv2 answers. port: listen there (e.g. the
+        previous port, to bring the scanner back where a server expects it);
+        default a free one."""
         why = have_rspamd()
         if why:
             raise RspamdError(why)
         cache = cache_dir() or os.path.join(self.dir, "db")
         for attempt in range(attempts):
-            self.port = free_port()
+            self.port = port or free_port()
             self.conf = write_config(self.dir, self.port, cache)
             cmd = [RSPAMD, "-f", "-c", self.conf,
                    "--var", f"CONFDIR={RSPAMD_CONFDIR}",

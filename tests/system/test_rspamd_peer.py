@@ -14,10 +14,12 @@ sends (POST /checkv2, Connection: close, From/Rcpt/IP/Helo/Queue-Id).
     with milter.add_headers (X-Spamd-Result, X-Spam-Status: No);
   * the add-header marker -> "add header" (X-Spam-Status: Yes);
   * the rewrite-subject marker -> "rewrite subject" with the new subject;
-  * the null sender and an IPv6 client are accepted;
+  * the null sender and an IPv6 client are accepted; a client address
+    outside the local networks (all rules run) changes none of the verdicts;
   * an unknown path is a 5xx (what the client maps to a temporary failure);
   * no DNS request was made for any of them (rspamd logs "dns req: N");
-  * stop() leaves no rspamd process of ours behind.
+  * stop() leaves no rspamd process of ours behind, and start(port=) brings
+    it back on the same port.
 
 Run:  /usr/bin/python3 tests/system/test_rspamd_peer.py --holdfast build/holdfast
       (the binary is not used; the flag is accepted like every system test's)
@@ -66,6 +68,20 @@ def body(args):
                     break
                 time.sleep(0.1)
             check(not alive, "stop(): no process of the private rspamd's group is left", repr(alive))
+
+        # Back on the same port (a scanner outage and its end, as the filter
+        # stage's test does it).
+        port = rs.port
+        try:
+            rs.start(port=port)
+            check(rs.port == port, f"restarted on the same port {port} in {rs.started_in:.1f} s")
+            status, reply, raw = rs.check(hfrspamd.clean_message("again"), **envelope("again"))
+            check(status == 200 and reply.get("action") == "no action", "after the restart: clean -> 'no action'",
+                  raw[:500])
+        except hfrspamd.RspamdError as e:
+            fail(str(e))
+        finally:
+            rs.stop()
 
 
 def _pgid(pid):
@@ -118,6 +134,14 @@ def run_checks(rs):
     check(status == 200 and reply.get("action") == "no action",
           "null sender (From: <>) from an IPv6 client: 'no action'", raw[:800])
 
+    env = envelope("remote")
+    env.update(ip="203.0.113.5", helo="mail.example.net")  # not a local network: the full rule set runs
+    status, reply, raw = rs.check(hfrspamd.clean_message("remote"), **env)
+    check(status == 200 and reply.get("action") == "no action",
+          "clean from a remote (TEST-NET-3) client: 'no action'", raw[:800])
+    status, reply, raw = rs.check(hfrspamd.gtube_message("remote"), **env)
+    check(status == 200 and reply.get("action") == "reject", "GTUBE from a remote client: 'reject'", raw[:800])
+
     # An unknown path: rspamd answers 5xx, which holdfast treats as temporary.
     import http.client
     conn = http.client.HTTPConnection("127.0.0.1", rs.port, timeout=10)
@@ -132,7 +156,7 @@ def run_checks(rs):
     with open(rs.log_file, errors="replace") as f:
         text = f.read()
     counts = [int(n) for n in re.findall(r"dns req: (\d+)", text)]
-    check(len(counts) >= 6, f"rspamd logged the scans ({len(counts)})")
+    check(len(counts) >= 7, f"rspamd logged the scans ({len(counts)})")
     check(all(n == 0 for n in counts), "no scan made a DNS request", repr(counts))
 
 
