@@ -233,11 +233,19 @@ TEST(RspamdParse, WrongTypesAreIgnoredNotTrusted) {
 
 TEST(RspamdParse, ListsAreBounded) {
   std::string body = R"({"action":"reject","symbols":{)";
-  for (int i = 0; i < 5000; ++i) body += (i ? "," : "") + ("\"S" + std::to_string(i) + "\":{}");
+  auto item = [&](int i, const char* prefix, const char* value) {
+    if (i) body += ',';
+    body += '"';
+    body += prefix;
+    body += std::to_string(i);
+    body += "\":";
+    body += value;
+  };
+  for (int i = 0; i < 5000; ++i) item(i, "S", "{}");
   body += R"(},"milter":{"add_headers":{)";
-  for (int i = 0; i < 500; ++i) body += (i ? "," : "") + ("\"X-H" + std::to_string(i) + "\":\"v\"");
+  for (int i = 0; i < 500; ++i) item(i, "X-H", "\"v\"");
   body += R"(},"remove_headers":{)";
-  for (int i = 0; i < 500; ++i) body += (i ? "," : "") + ("\"X-R" + std::to_string(i) + "\":0");
+  for (int i = 0; i < 500; ++i) item(i, "X-R", "0");
   body += "}}}";
   auto r = ParseRspamdResponse(Http200(body));
   ASSERT_TRUE(r.ok()) << r.status().ToString();
@@ -527,15 +535,17 @@ TEST(RspamdCheck, Ipv6Literal) {
   }
   socklen_t len = sizeof a;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  std::thread t([fd] {
+  std::string request;
+  std::thread t([fd, &request] {
     int c = ::accept(fd, nullptr, nullptr);
     if (c < 0) return;
-    ReadRequest(c);
+    request = ReadRequest(c);
     SendAll(c, kGtube);
     ::close(c);
   });
   auto r = RspamdCheck("[::1]:" + std::to_string(ntohs(a.sin6_port)), Input(), 5000ms);
   t.join();
+  EXPECT_NE(request.find("\r\nHost: [::1]\r\n"), std::string::npos) << request;
   ::close(fd);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->action, "reject");

@@ -359,11 +359,19 @@ std::string ClientIp(std::string_view client) {
   return "";
 }
 
+// The request rspamd's protocol documents (rspamd.com/doc/developers/protocol.html):
+// the envelope as headers, the message as the body. Not sent: "Pass: all"
+// (it only turns off rspamd's early stop once a verdict is certain),
+// "Hostname" (holdfast does no reverse lookups; rspamd then treats the
+// client's name as unknown, as for a client without rDNS), "Settings-ID".
+// IP is the LMTP peer: behind an MTA on loopback rspamd sees a local
+// client and skips its IP-based rules (docs/filters.md, "rspamd").
 std::string BuildRequest(const std::string& host, const FilterInput& in) {
   std::string r;
   r.reserve(512 + in.body.size());
   r += "POST /checkv2 HTTP/1.1\r\n";
-  r += "Host: " + HeaderSafe(host) + "\r\n";
+  const std::string h = HeaderSafe(host);
+  r += "Host: " + (h.find(':') != std::string::npos ? "[" + h + "]" : h) + "\r\n";
   r += "Connection: close\r\n";
   r += "User-Agent: holdfast\r\n";
   r += "Content-Length: " + std::to_string(in.body.size()) + "\r\n";
