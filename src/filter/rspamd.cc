@@ -365,7 +365,7 @@ std::string ClientIp(std::string_view client) {
 // "Hostname" (holdfast does no reverse lookups; rspamd then treats the
 // client's name as unknown, as for a client without rDNS), "Settings-ID".
 // IP is the LMTP peer: behind an MTA on loopback rspamd sees a local
-// client and skips its IP-based rules (docs/filters.md, "rspamd").
+// client and skips its IP-based rules (docs/rspamd.md).
 std::string BuildRequest(const std::string& host, const FilterInput& in) {
   std::string r;
   r.reserve(512 + in.body.size());
