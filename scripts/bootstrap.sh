@@ -8,9 +8,12 @@ PACKAGES=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
   # libraries (see docs/architecture.md for why each one is here)
   libssl-dev libcrypt-dev libcli11-dev libtomlplusplus-dev libfmt-dev
-  libgtest-dev libgmock-dev libasio-dev
+  libgtest-dev libgmock-dev libasio-dev nlohmann-json3-dev
   # real peers and clients used by the tests and benchmarks
   python3 dovecot-core dovecot-pop3d dovecot-lmtpd swaks util-linux postfix curl openssl fetchmail
+  # the spam scanner of the rspamd filter step: only a test-time peer (tests/system/hfrspamd.py
+  # runs private instances); holdfast itself talks to any rspamd over HTTP
+  rspamd
 )
 
 missing=()
@@ -30,8 +33,9 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 echo "bootstrap: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-# Dovecot's packaging starts the daemon on install; the tests run their own
-# private instances, so keep the system one from starting (policy-rc.d 101).
+# Dovecot's and rspamd's packaging start the daemon on install; the tests run
+# their own private instances, so keep the system ones from starting
+# (policy-rc.d 101: invoke-rc.d and deb-systemd-invoke ask it first).
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
   $SUDO chmod +x /usr/sbin/policy-rc.d

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -28,5 +29,14 @@ struct RspamdReply {
 // A reply that does not parse is Status::Corrupt.
 Result<RspamdReply> RspamdCheck(const std::string& address, const FilterInput& in,
                                 std::chrono::milliseconds timeout);
+
+// The reply half of RspamdCheck, on the whole HTTP response as read from the
+// socket (status line, headers, body; Content-Length or chunked): a short
+// read, a non-HTTP answer or a 5xx is Busy; another non-2xx is Invalid (the
+// request was refused); a 2xx whose body is not rspamd's JSON is Corrupt.
+// Lists and strings are bounded (kRspamdMax* in rspamd.cc); header values
+// keep rspamd's folding ("\r\n\t"), and headers with a bad name or a bare CR/LF
+// are dropped. Never throws. Exposed for tests and the fuzz harness.
+Result<RspamdReply> ParseRspamdResponse(std::string_view http_response);
 
 }  // namespace holdfast
