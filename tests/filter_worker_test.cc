@@ -119,7 +119,7 @@ class FilterWorkerTest : public ::testing::Test {
     s.name = name;
     s.argv = {Script(name, body)};
     s.rewrite = rewrite;
-    s.timeout = milliseconds(3000);
+    s.timeout = milliseconds(10000);
     return s;
   }
 
@@ -285,7 +285,7 @@ TEST_F(FilterWorkerTest, TempFail) {
   opts.chain = {missing};
   Verdict m = RunOne(opts, "x\n");
   EXPECT_EQ(m.kind, Verdict::Kind::kTempFail);
-  EXPECT_CONTAINS(m.reason, "gone: cannot run: ");
+  EXPECT_EQ(m.reason, "gone: cannot run " + dir_ + "/no-such-filter: No such file or directory");
 }
 
 TEST_F(FilterWorkerTest, Garbage) {
@@ -330,7 +330,7 @@ TEST_F(FilterWorkerTest, FailuresNameTheirKind) {
 TEST_F(FilterWorkerTest, MemoryLimitIsNamed) {
   FilterOptions opts;
   opts.chain = {Command("hog", "exec python3 -c 'x = []\nwhile True: x.append(bytearray(1 << 20))'\n")};
-  opts.chain[0].timeout = milliseconds(10000);  // python is slow to die on a busy machine
+  opts.chain[0].timeout = milliseconds(20000);  // python is slow to die on a busy machine
   opts.memory_bytes = 100u << 20;
   Verdict hog = RunOne(opts, "x\n");
   EXPECT_EQ(hog.kind, Verdict::Kind::kFailed);
@@ -519,7 +519,7 @@ TEST_F(FilterWorkerTest, VerdictsAreWrittenAsSoonAsDecided) {
   std::string go = dir_ + "/go";
   FilterOptions opts;
   opts.chain = {Command("gate", "if grep -q WAIT; then while [ ! -e " + go + " ]; do sleep 0.01; done; fi\n")};
-  opts.chain[0].timeout = milliseconds(3000);
+  opts.chain[0].timeout = milliseconds(10000);
   std::string bytes = EncodeFilterInput(Message("first\n")) + EncodeFilterInput(Message("WAIT\n"));
   int in[2], out[2];
   ASSERT_EQ(::pipe2(in, O_CLOEXEC), 0);
@@ -537,7 +537,7 @@ TEST_F(FilterWorkerTest, VerdictsAreWrittenAsSoonAsDecided) {
     ASSERT_GT(n, 0);
     got.append(buf, static_cast<size_t>(n));
   }
-  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(2500));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(8000));
   EXPECT_EQ(DecodeVerdicts(got, 2).verdicts.size(), 1u);  // the second is still waiting
   std::ofstream(go) << "";
   EXPECT_EQ(rc.get(), 0);

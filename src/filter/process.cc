@@ -286,6 +286,7 @@ Result<ProcessResult> RunProcess(const ProcessSpec& spec) {
   size_t written = 0;
   if (spec.input.empty()) in_w.Close();
   bool exited = false;  // a zombie now, not yet reaped
+  Status poll_error;
   char buf[65536];
 
   while (out_r.get() >= 0 || err_r.get() >= 0 || !exited) {
@@ -308,7 +309,10 @@ Result<ProcessResult> RunProcess(const ProcessSpec& spec) {
       wait_ms = std::min(wait_ms, 5);  // no pidfd: look for the exit now and then
     }
     int rc = ::poll(p, static_cast<nfds_t>(np), wait_ms);
-    if (rc < 0 && errno != EINTR) return Status::FromErrno("poll", errno);
+    if (rc < 0 && errno != EINTR) {
+      poll_error = Status::FromErrno("poll", errno);  // the child is still killed and reaped below
+      break;
+    }
     if (rc < 0) continue;
 
     if (i_in >= 0 && p[i_in].revents != 0) {
@@ -360,6 +364,7 @@ Result<ProcessResult> RunProcess(const ProcessSpec& spec) {
   while (::wait4(pid, &status, 0, &ru) < 0) {
     if (errno != EINTR) return Status::FromErrno("wait4", errno);
   }
+  if (!poll_error.ok()) return poll_error;
   r.max_rss_bytes = static_cast<uint64_t>(ru.ru_maxrss) * 1024;
   if (WIFEXITED(status)) {
     r.exit_code = WEXITSTATUS(status);

@@ -52,7 +52,11 @@ struct ProcessResult {
 };
 
 // kIo only when the process could not be started at all (fork/pipe failure,
-// or exec failure reported back through a CLOEXEC pipe).
+// or exec failure reported back through a CLOEXEC pipe). Safe to call from
+// several threads at once. It reaps its own child: the caller must not
+// reap with waitpid(-1) nor set SIGCHLD to SIG_IGN. SIGPIPE is ignored
+// process-wide from the first call on (unless a handler is installed), so a
+// child that closes its stdin cannot kill the caller.
 Result<ProcessResult> RunProcess(const ProcessSpec& spec);
 
 }  // namespace holdfast

@@ -135,7 +135,7 @@ std::optional<Verdict> RunCommandStep(const FilterOptions& opts, const FilterSte
   auto r = RunProcess(spec);
   // Not the message's fault (a missing or unrunnable program): try later,
   // never quarantine mail for a configuration mistake.
-  if (!r.ok()) return Stop(st, Verdict::Kind::kTempFail, step.name + ": cannot run: " + r.status().message());
+  if (!r.ok()) return Stop(st, Verdict::Kind::kTempFail, step.name + ": " + r.status().message());
 
   if (!r->ok()) {
     if (!r->timed_out && !r->stdout_overflow && r->signal == 0 && r->exit_code == kExitTempFail) {
