@@ -293,7 +293,7 @@ TEST(ConfigTest, FiltersErrors) {
   EXPECT_CONTAINS(ParseError("[[filters.chain]]\ncommand = [\"/bin/true\"]\n"),
                   "key 'filters.chain[0].type' is missing in holdfast.toml at line 1");
   EXPECT_CONTAINS(ParseError("[[filters.chain]]\ntype = \"clamav\"\n"),
-                  "key 'filters.chain[0].type' must be one of \"command\", \"rspamd\" (got \"clamav\")");
+                  "key 'filters.chain[0].type' must be one of \"command\", \"rspamd\", \"trace\" (got \"clamav\")");
   EXPECT_CONTAINS(ParseError("[[filters.chain]]\ntype = \"command\"\n"),
                   "key 'filters.chain[0].command' is missing (required for type \"command\")");
   EXPECT_CONTAINS(ParseError("[[filters.chain]]\ntype = \"command\"\ncommand = []\n"),
@@ -308,6 +308,8 @@ TEST(ConfigTest, FiltersErrors) {
                   "key 'filters.chain[0].rewrite' is not allowed for type \"rspamd\"");
   EXPECT_CONTAINS(ParseError("[[filters.chain]]\ntype = \"command\"\ncommand = [\"/bin/true\"]\njunk_folder = \"J\"\n"),
                   "key 'filters.chain[0].junk_folder' is not allowed for type \"command\"");
+  EXPECT_CONTAINS(ParseError("[[filters.chain]]\ntype = \"trace\"\naddress = \"127.0.0.1:1\"\n"),
+                  "key 'filters.chain[0].address' is not allowed for type \"trace\"");
   EXPECT_CONTAINS(ParseError("[[filters.chain]]\ntype = \"rspamd\"\non_reject = \"drop\"\n"),
                   "key 'filters.chain[0].on_reject' must be one of \"junk\", \"quarantine\" (got \"drop\")");
   EXPECT_CONTAINS(ParseError("[[filters.chain]]\ntype = \"rspamd\"\njunk_folder = \"../x\"\n"),

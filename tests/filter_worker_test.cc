@@ -570,3 +570,41 @@ TEST_F(FilterWorkerTest, GarbageInputIsRefused) {
 
 }  // namespace
 }  // namespace holdfast
+
+namespace holdfast {
+namespace {
+
+// The built-in trace step: a Received: line on top, in the message's own
+// line ending, naming the client, the server and the MessageId, dated when
+// the message was received (the MessageId's time).
+TEST(FilterTraceStep, AddsAReceivedLine) {
+  FilterOptions opts;
+  opts.hostname = "mx.example.org";
+  FilterStep trace;
+  trace.kind = FilterStep::Kind::kTrace;
+  trace.name = "trace";
+  opts.chain = {trace};
+  FilterInput in;
+  in.id = MessageId::Generate();
+  in.client = "192.0.2.7:40123";
+  in.helo = "mta.example.net";
+  in.mail_from = "a@example.net";
+  in.rcpts = {"b@example.org"};
+  for (const std::string eol : {"\r\n", "\n"}) {
+    in.body = "Subject: hi" + eol + eol + "body" + eol;
+    Verdict v = RunFilterChain(opts, in);
+    ASSERT_EQ(v.kind, Verdict::Kind::kDeliver);
+    ASSERT_TRUE(v.rewritten);
+    const std::string want_start = "Received: from mta.example.net ([192.0.2.7])" + eol + "\tby mx.example.org (holdfast) with LMTP id " +
+                                   in.id.ToString() + ";" + eol + "\t";
+    EXPECT_EQ(v.body.substr(0, want_start.size()), want_start) << v.body;
+    EXPECT_NE(v.body.find("+0000" + eol + "Subject: hi" + eol + eol + "body" + eol), std::string::npos) << v.body;
+    EXPECT_EQ(v.trail, "trace: received line");
+  }
+  in.client = "local";
+  in.body = "x\n";
+  EXPECT_EQ(RunFilterChain(opts, in).body.rfind("Received: from mta.example.net (local)\n\tby ", 0), 0u);
+}
+
+}  // namespace
+}  // namespace holdfast

@@ -17,7 +17,9 @@ void AddFilterWorkerCommand(CLI::App& app, Runner* run) {
     *run = [](Context& c) {
       // A daemon that went away must not kill us mid-write; the write fails instead.
       ::signal(SIGPIPE, SIG_IGN);
-      return RunFilterWorker(c.config().filters, STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO);
+      FilterOptions opts = c.config().filters;
+      opts.hostname = c.config().hostname;
+      return RunFilterWorker(opts, STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO);
     };
   });
 }

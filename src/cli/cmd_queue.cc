@@ -1,10 +1,18 @@
 // holdfast queue list|show ID: what is in the spool, read-only. Safe while
 // the server runs: segments are only appended to, and a torn tail is read as
 // the end of the segment.
+// holdfast queue quarantine list|show|release|delete: the quarantine
+// (spool/quarantine.h). Release and delete are single durable renames and
+// unlinks, safe while the server runs; a running server takes a released
+// message back within seconds, a stopped one at its next start.
+#include <pwd.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <iostream>
 
 #include "cli/commands.h"
+#include "spool/quarantine.h"
 #include "spool/spool_log.h"
 
 namespace holdfast::cli {
@@ -81,6 +89,86 @@ int Show(Context& ctx, const QueueArgs& args) {
   return EX_NOUSER;
 }
 
+Quarantine OpenQuarantine(Context& ctx) { return Quarantine(ctx.fs(), JoinPath(ctx.data_dir(), "quarantine")); }
+
+std::string Headers(const std::string& body) {
+  auto end = body.find("\r\n\r\n");
+  if (end == std::string::npos) end = body.find("\n\n");
+  return body.substr(0, std::min<size_t>(end == std::string::npos ? 4096 : end, 4096));
+}
+
+std::string Who() {
+  const passwd* pw = ::getpwuid(::getuid());
+  return pw != nullptr ? pw->pw_name : "uid " + std::to_string(::getuid());
+}
+
+int QuarantineList(Context& ctx) {
+  auto entries = OpenQuarantine(ctx).List();
+  if (!entries.ok()) {
+    if (entries.status().kind() == Status::Kind::kNotFound) {
+      std::cout << "# quarantine empty\n";
+      return EX_OK;
+    }
+    PrintError("queue quarantine list", entries.status().message());
+    return ExitCodeFor(entries.status());
+  }
+  std::cout << "# " << entries->size() << " message(s) in quarantine\n";
+  for (const auto& e : *entries) {
+    std::cout << e.msg.id.ToString() << "\t" << Age(e.quarantined_ms) << "\t" << e.msg.body.size() << "\t<"
+              << e.msg.mail_from << ">";
+    for (const auto& r : e.msg.rcpts) std::cout << "\t" << r.address;
+    std::cout << "\t" << e.reason << "\n";
+  }
+  return EX_OK;
+}
+
+// The MessageId argument, or a usage error (printed) as nullopt.
+std::optional<MessageId> ParseIdArg(const std::string& what, const std::string& arg) {
+  auto id = MessageId::Parse(arg);
+  if (!id) PrintError(what, "'" + arg + "' is not a MessageId (26 characters)");
+  return id;
+}
+
+int QuarantineShow(Context& ctx, const QueueArgs& args) {
+  auto id = ParseIdArg("queue quarantine show", args.id);
+  if (!id) return EX_USAGE;
+  auto e = OpenQuarantine(ctx).Get(*id);
+  if (!e.ok()) {
+    PrintError("queue quarantine show", e.status().kind() == Status::Kind::kNotFound
+                                            ? "no message " + id->ToString() + " in the quarantine"
+                                            : e.status().message());
+    return e.status().kind() == Status::Kind::kNotFound ? EX_NOUSER : ExitCodeFor(e.status());
+  }
+  std::cout << "id:          " << e->msg.id.ToString() << "\n"
+            << "quarantined: " << Age(e->quarantined_ms) << " ago\n"
+            << "reason:      " << e->reason << "\n"
+            << "received:    " << Age(e->msg.received_ms) << " ago from " << e->msg.client << " (helo "
+            << e->msg.helo << ")\n"
+            << "from:        <" << e->msg.mail_from << ">\n"
+            << "size:        " << e->msg.body.size() << " bytes\n";
+  for (const auto& r : e->msg.rcpts) std::cout << "recipient:   <" << r.address << "> user=" << r.user << "\n";
+  for (size_t i = 0; i < e->history.size(); ++i) std::cout << "attempt " << i + 1 << ":   " << e->history[i] << "\n";
+  std::cout << "\n" << Headers(e->msg.body) << "\n";
+  return EX_OK;
+}
+
+int QuarantineAct(Context& ctx, const QueueArgs& args, bool release) {
+  const std::string what = release ? "queue quarantine release" : "queue quarantine delete";
+  auto id = ParseIdArg(what, args.id);
+  if (!id) return EX_USAGE;
+  Quarantine q = OpenQuarantine(ctx);
+  Status s = release ? q.Release(*id, Who()) : q.Delete(*id, Who());
+  if (!s.ok()) {
+    PrintError(what, s.kind() == Status::Kind::kNotFound ? "no message " + id->ToString() + " in the quarantine"
+                                                         : s.message());
+    return s.kind() == Status::Kind::kNotFound ? EX_NOUSER : ExitCodeFor(s);
+  }
+  std::cout << id->ToString()
+            << (release ? ": released; the server delivers it (filters skipped) within seconds, or at its next start\n"
+                        : ": deleted (recorded in quarantine/audit.log)\n");
+  return EX_OK;
+}
+
 }  // namespace
 
 void AddQueueCommand(CLI::App& app, Runner* run) {
@@ -92,6 +180,21 @@ void AddQueueCommand(CLI::App& app, Runner* run) {
   CLI::App* show = queue->add_subcommand("show", "Envelope, recipients' states and headers of one message.");
   show->add_option("id", args->id, "MessageId")->required();
   show->callback([run, args] { *run = [args](Context& c) { return Show(c, *args); }; });
+
+  CLI::App* q = queue->add_subcommand(
+      "quarantine", "Messages the filter stage set aside (a filter asked, or it failed K times): docs/filters.md.");
+  q->require_subcommand(1);
+  q->add_subcommand("list", "One line per message: MessageId, age, size, sender, recipients..., reason.")
+      ->callback([run] { *run = [](Context& c) { return QuarantineList(c); }; });
+  CLI::App* qshow = q->add_subcommand("show", "Reason, every failed attempt, envelope and headers of one message.");
+  qshow->add_option("id", args->id, "MessageId")->required();
+  qshow->callback([run, args] { *run = [args](Context& c) { return QuarantineShow(c, *args); }; });
+  CLI::App* rel = q->add_subcommand("release", "Deliver it after all, skipping the filters (logged in quarantine/audit.log).");
+  rel->add_option("id", args->id, "MessageId")->required();
+  rel->callback([run, args] { *run = [args](Context& c) { return QuarantineAct(c, *args, true); }; });
+  CLI::App* del = q->add_subcommand("delete", "Remove it for good (logged in quarantine/audit.log).");
+  del->add_option("id", args->id, "MessageId")->required();
+  del->callback([run, args] { *run = [args](Context& c) { return QuarantineAct(c, *args, false); }; });
 }
 
 }  // namespace holdfast::cli

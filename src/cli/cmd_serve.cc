@@ -9,6 +9,7 @@ struct ServeArgs {
   std::string lmtp;
   std::string lmtp_unix;
   std::string pop3;
+  std::string metrics;
 };
 
 }  // namespace
@@ -24,6 +25,8 @@ void AddServeCommand(CLI::App& app, Runner* run) {
   sub->add_option("--lmtp", args->lmtp, "LMTP listener ADDR:PORT (overrides lmtp.listen)");
   sub->add_option("--pop3", args->pop3, "POP3 listener ADDR:PORT (overrides pop3.listen; default 127.0.0.1:1110)");
   sub->add_option("--lmtp-unix", args->lmtp_unix, "LMTP on a UNIX socket at this path (overrides lmtp.unix_socket)");
+  sub->add_option("--metrics", args->metrics,
+                  "HTTP listener ADDR:PORT for /metrics and /healthz (overrides metrics.listen; default 127.0.0.1:9925)");
   sub->callback([run, args] {
     *run = [args](Context& ctx) {
       ServeOptions o;
@@ -33,6 +36,7 @@ void AddServeCommand(CLI::App& app, Runner* run) {
       o.lmtp_listen = args->lmtp;
       o.lmtp_unix = args->lmtp_unix;
       o.pop3_listen = args->pop3;
+      o.metrics_listen = args->metrics;
       return RunServer(std::move(o));
     };
   });

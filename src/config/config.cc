@@ -66,6 +66,7 @@ const std::vector<KeySpec>& Keys() {
       HF_INT("lmtp.max_bytes_before_lhlo", lmtp.max_bytes_before_lhlo, 512, 1 << 20),
       {"pop3.listen", StringKey{+[](Config& c) -> std::string& { return c.pop3.listen; }, {}, &CheckListen}},
       {"pop3.tls_listen", StringKey{+[](Config& c) -> std::string& { return c.pop3.tls_listen; }, {}, &CheckListen}},
+      {"metrics.listen", StringKey{+[](Config& c) -> std::string& { return c.metrics.listen; }, {}, &CheckListen}},
       {"pop3.allow_plaintext_auth", BoolKey{+[](Config& c) -> bool& { return c.pop3.allow_plaintext_auth; }}},
       HF_INT("pop3.max_connections", pop3.max_connections, 1, 100000),
       HF_INT("pop3.max_connections_per_ip", pop3.max_connections_per_ip, 1, 100000),
@@ -263,10 +264,12 @@ struct FilterReader {
     const toml::node* type = t.get("type");
     if (type == nullptr) return Status::Invalid("key " + Quote(prefix + ".type") + " is missing" + Where(source, t));
     HF_ASSIGN_OR_RETURN(std::string kind, String(prefix + ".type", *type, nullptr));
-    if (kind != "command" && kind != "rspamd")
-      return Error(prefix + ".type", "must be one of \"command\", \"rspamd\" (got " + Echo(kind) + ")", *type);
+    if (kind != "command" && kind != "rspamd" && kind != "trace")
+      return Error(prefix + ".type", "must be one of \"command\", \"rspamd\", \"trace\" (got " + Echo(kind) + ")",
+                   *type);
     const bool command = kind == "command";
-    step.kind = command ? FilterStep::Kind::kCommand : FilterStep::Kind::kRspamd;
+    step.kind = command ? FilterStep::Kind::kCommand
+                        : kind == "rspamd" ? FilterStep::Kind::kRspamd : FilterStep::Kind::kTrace;
     step.name = kind;
     for (const auto& entry : t) {
       const toml::key& k = entry.first;
@@ -301,16 +304,16 @@ struct FilterReader {
         if (!v) return Error(key, "must be true or false", node);
         step.rewrite = v->get();
       } else if (name == "address") {
-        HF_RETURN_IF_ERROR(only(!command));
+        HF_RETURN_IF_ERROR(only(kind == "rspamd"));
         HF_ASSIGN_OR_RETURN(step.rspamd_address, String(key, node, &CheckAddress));
       } else if (name == "on_reject") {
-        HF_RETURN_IF_ERROR(only(!command));
+        HF_RETURN_IF_ERROR(only(kind == "rspamd"));
         HF_ASSIGN_OR_RETURN(std::string v, String(key, node, nullptr));
         if (v != "junk" && v != "quarantine")
           return Error(key, "must be one of \"junk\", \"quarantine\" (got " + Echo(v) + ")", node);
         step.reject_to_quarantine = v == "quarantine";
       } else if (name == "junk_folder") {
-        HF_RETURN_IF_ERROR(only(!command));
+        HF_RETURN_IF_ERROR(only(kind == "rspamd"));
         HF_ASSIGN_OR_RETURN(step.junk_folder, String(key, node, &CheckFolderName));
       } else {
         return Status::Invalid((node.is_table() ? "unknown table " : "unknown key ") + Quote(key) + Where(source, node));

@@ -61,6 +61,10 @@ struct Config {
   } spool;
   // The filter stage (docs/filters.md): [filters] and [[filters.chain]].
   FilterOptions filters;
+  // /metrics (Prometheus text format) and /healthz over HTTP (docs/operations.md).
+  struct Metrics {
+    std::string listen = "127.0.0.1:9925";  // ADDR:PORT, "" for none
+  } metrics;
   struct Log {
     std::string level = "info";  // "debug" | "info" | "warn" | "error"
     std::string file;            // "" = stderr

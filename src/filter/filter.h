@@ -16,7 +16,7 @@ namespace holdfast {
 
 // One step of the chain: a [[filter]] table in the configuration.
 struct FilterStep {
-  enum class Kind { kCommand, kRspamd };
+  enum class Kind { kCommand, kRspamd, kTrace };  // kTrace: adds a Received: line
   Kind kind = Kind::kCommand;
   std::string name;  // for logs and quarantine reasons; default: the kind
   std::chrono::milliseconds timeout{30000};  // per message: the command is killed, the socket given up
@@ -42,6 +42,7 @@ struct FilterOptions {
   uint64_t memory_bytes = 1ull << 30;  // RLIMIT_AS
   uint64_t cpu_seconds = 60;           // RLIMIT_CPU, per process
   uint64_t open_files = 256;           // RLIMIT_NOFILE
+  std::string hostname;                // for the trace step's Received: line (the top-level `hostname`)
 };
 
 // What a worker gets for one message.

@@ -272,7 +272,9 @@ Result<ProcessResult> RunProcess(const ProcessSpec& spec) {
     return Status::Io("cannot run " + spec.argv[0] + ": " + std::strerror(exec_errno), exec_errno);
   }
 
+  if (spec.started) spec.started(pid);
   ProcessResult r;
+  r.pid = pid;
   r.timeout = spec.timeout;
   r.max_stdout = spec.max_stdout;
   const Clock::time_point deadline = start + spec.timeout;

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,9 +31,13 @@ struct ProcessSpec {
   std::chrono::milliseconds timeout{30000};  // wall clock, from the start; then SIGKILL
   size_t max_stdout = 64u << 20;  // more is an error (`stdout_overflow`); the child is killed
   size_t max_stderr = 4096;       // more is silently cut
+  // Called with the child's pid (= its process group) once it runs, so an
+  // owner can kill it early (shutdown). May be empty.
+  std::function<void(pid_t)> started;
 };
 
 struct ProcessResult {
+  pid_t pid = 0;
   bool timed_out = false;        // killed at the deadline
   bool stdout_overflow = false;  // killed for writing more than max_stdout
   int exit_code = -1;            // when it exited

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <optional>
 
 #include "filter/message_edit.h"
@@ -241,6 +242,31 @@ std::optional<Verdict> RunRspamdStep(const FilterStep& step, ChainState& st) {
   return std::nullopt;
 }
 
+// The Received: line of RFC 5321 4.4 a delivery agent adds: who handed the
+// message over, to whom, when (the MessageId holds the time of receipt).
+std::optional<Verdict> RunTraceStep(const FilterOptions& opts, const FilterStep& step, ChainState& st) {
+  std::string client = st.in.client;
+  if (client != "local") {
+    // "127.0.0.1:40000" -> 127.0.0.1, "[::1]:40000" or "::1:40000" -> ::1
+    size_t colon = client.rfind(':');
+    if (colon != std::string::npos) client = client.substr(0, colon);
+    if (client.size() > 1 && client.front() == '[' && client.back() == ']') client = client.substr(1, client.size() - 2);
+  }
+  char date[64];
+  const std::time_t t = static_cast<std::time_t>(st.in.id.UnixMillis() / 1000);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  std::strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+  std::string value = "from " + EscapeLine(st.in.helo.empty() ? "unknown" : st.in.helo, 200) + " (" +
+                      (client == "local" ? std::string("local") : "[" + EscapeLine(client, 64) + "]") + ")\r\n\tby " +
+                      EscapeLine(opts.hostname.empty() ? "localhost" : opts.hostname, 253) + " (holdfast) with LMTP id " +
+                      st.in.id.ToString() + ";\r\n\t" + date;
+  if (!CheckHeaderField("Received", value).ok()) value = "by holdfast id " + st.in.id.ToString() + "; " + date;
+  st.SetBody(PrependHeaders(st.Body(), {HeaderField{"Received", value}}));
+  st.trail.push_back(step.name + ": received line");
+  return std::nullopt;
+}
+
 std::string JoinTrail(const std::vector<std::string>& trail) {
   std::string out;
   for (const auto& t : trail) out += (out.empty() ? "" : "; ") + t;
@@ -268,7 +294,8 @@ Verdict RunFilterChain(const FilterOptions& opts, const FilterInput& in) {
   ChainState st(in);
   for (const FilterStep& step : opts.chain) {
     std::optional<Verdict> stop = step.kind == FilterStep::Kind::kCommand ? RunCommandStep(opts, step, st)
-                                                                          : RunRspamdStep(step, st);
+                                  : step.kind == FilterStep::Kind::kRspamd ? RunRspamdStep(step, st)
+                                                                           : RunTraceStep(opts, step, st);
     if (stop) {
       stop->trail = JoinTrail(st.trail);
       return std::move(*stop);

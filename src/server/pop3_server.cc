@@ -332,6 +332,7 @@ awaitable<void> Pop3Server::Serve(tcp::socket sock, bool implicit_tls) {
   }
   const uint64_t id = next_session_++;
   ++sessions_;
+  ++counters_.sessions;
   ++per_ip_[ip];
   // Shared with the watchdog's pending wait, which may run after this frame ends.
   auto cp = std::make_shared<Conn>(std::move(sock), tls_ ? *tls_ : no_tls_, io_);
@@ -417,6 +418,13 @@ awaitable<void> Pop3Server::Serve(tcp::socket sock, bool implicit_tls) {
           log_.Info("event=login protocol=pop3 client=" + Kv(peer) + " user=" + Kv(u) +
                     " result=" + AuthResultName(r.result) + (r.reason.empty() ? "" : " reason=" + Kv(r.reason)) +
                     (r.drop ? " messages=" + std::to_string(r.drop->count()) : ""));
+          if (r.result == pop3::AuthResult::kOk) {
+            ++counters_.logins_ok;
+          } else if (r.result == pop3::AuthResult::kBadCredentials) {
+            ++counters_.logins_failed;
+          } else {
+            ++counters_.logins_other;
+          }
           if (r.result == pop3::AuthResult::kBadCredentials) {
             asio::steady_timer delay(io_, FailureDelay(ip));
             co_await delay.async_wait(asio::redirect_error(use_awaitable, ec));
@@ -436,6 +444,7 @@ awaitable<void> Pop3Server::Serve(tcp::socket sock, bool implicit_tls) {
             break;
           }
           ++retrieved;
+          ++counters_.retrieved;
           ev = session.CompleteRetrieve(result, &out);
           break;
         }
@@ -454,6 +463,7 @@ awaitable<void> Pop3Server::Serve(tcp::socket sock, bool implicit_tls) {
           auto commit = [&drop, marked] { return drop ? drop->Commit(marked) : Status::Ok(); };
           Status s = co_await OnPool(pool_, std::move(commit));
           deleted = s.ok() ? marked.size() : 0;
+          counters_.deleted += deleted;
           log_.Info("event=update protocol=pop3 client=" + Kv(peer) + " user=" + Kv(user) +
                     " deleted=" + std::to_string(deleted) + (s.ok() ? "" : " error=" + Kv(s.ToString())));
           ev = session.CompleteQuit(s.ok(), &out);

@@ -42,6 +42,12 @@ class Pop3Server {
   // Closes the listeners for good (before the event loop goes away).
   void Close();
   size_t sessions() const { return sessions_; }
+  // For /metrics (event-loop thread). Logins by result, messages retrieved
+  // and deleted, sessions ever served.
+  struct Counters {
+    uint64_t sessions = 0, logins_ok = 0, logins_failed = 0, logins_other = 0, retrieved = 0, deleted = 0;
+  };
+  const Counters& counters() const { return counters_; }
   // Runs after each session ends (the server stops once none is left).
   std::function<void()> on_session_end;
 
@@ -86,6 +92,7 @@ class Pop3Server {
   asio::ssl::context no_tls_;                // for the plain connections' unused TLS layer
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
   size_t sessions_ = 0;
+  Counters counters_;
   std::map<std::string, size_t> per_ip_;  // open sessions per client address
   struct Failures {
     unsigned count = 0;

@@ -12,6 +12,7 @@
 #include "lmtp/lmtp_session.h"
 #include "server/endpoint.h"
 #include "server/logger.h"
+#include "server/metrics.h"
 #include "server/notify.h"
 #include "server/pop3_server.h"
 #include "spool/spool.h"
@@ -56,6 +57,8 @@ class Server {
       return EX_UNAVAILABLE;
     }
     WaitForSignal();
+    ListenMetrics();
+    ready_ = true;
     log_.Info("event=ready");
     NotifyServiceManager("READY=1\nSTATUS=recovery done, accepting mail");
     io_.run();
@@ -89,7 +92,10 @@ class Server {
         log_.Warn("event=recovery_failed mailbox=" + Kv(u) + " reason=" + Kv(box.status().ToString()));
         continue;
       }
-      for (const auto& line : (*box)->recovery_log()) log_.Info("event=recovered mailbox=" + Kv(u) + " action=" + Kv(line));
+      for (const auto& line : (*box)->recovery_log()) {
+        log_.Info("event=recovered mailbox=" + Kv(u) + " action=" + Kv(line));
+        ++recovery_actions_;
+      }
       ++recovered;
     }
     Spool::Options so;
@@ -98,7 +104,16 @@ class Server {
     so.mailbox = mo;
     so.trace = TraceOptions{opts_.config.delivery.add_return_path, opts_.config.delivery.add_delivered_to};
     so.log_line = [this](const std::string& l) { log_.Info("event=spool " + l); };
+    // Filter workers are this same binary, reading the same configuration.
+    so.filters = opts_.config.filters;
+    so.worker_argv = {"/proc/self/exe", "--data", opts_.data_dir};
+    if (!opts_.config_path.empty()) {
+      so.worker_argv.push_back("--config");
+      so.worker_argv.push_back(opts_.config_path);
+    }
+    so.worker_argv.push_back("filter-worker");
     HF_ASSIGN_OR_RETURN(spool_, Spool::Start(fs, JoinPath(opts_.data_dir, "spool"), so));
+    recovered_mailboxes_ = recovered;
     log_.Info("event=recovery_done mailboxes=" + std::to_string(recovered) +
               " spool_unretired=" + std::to_string(spool_->stats().unretired));
     return Status::Ok();
@@ -129,6 +144,117 @@ class Server {
     pop3_ = std::make_unique<Pop3Server>(io_, pool_, log_, opts_.data_dir, opts_.config, users_);
     pop3_->on_session_end = [this] { StopIfIdle(); };
     return pop3_->Start(opts_.pop3_listen);
+  }
+
+  static double WallSeconds() {
+    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  }
+
+  // /metrics and /healthz. A failure to listen is logged, not fatal: mail
+  // matters more than its gauges.
+  void ListenMetrics() {
+    const std::string addr = opts_.metrics_listen.empty() ? opts_.config.metrics.listen : opts_.metrics_listen;
+    if (addr.empty()) return;
+    auto ep = ParseEndpoint(addr);
+    try {
+      if (!ep.ok()) throw std::runtime_error(ep.status().message());
+      metrics_ = std::make_unique<tcp::acceptor>(io_, *ep);
+    } catch (const std::exception& e) {
+      log_.Warn("event=metrics_unavailable address=" + Kv(addr) + " reason=" + Kv(e.what()));
+      metrics_.reset();
+      return;
+    }
+    asio::co_spawn(io_, MetricsLoop(), asio::detached);
+    log_.Info("event=listening protocol=http address=" + Kv(addr) + " paths=/metrics,/healthz");
+  }
+
+  awaitable<void> MetricsLoop() {
+    for (;;) {
+      std::error_code ec;
+      auto sock = co_await metrics_->async_accept(asio::redirect_error(use_awaitable, ec));
+      if (ec) {
+        if (ec == asio::error::operation_aborted || draining_) co_return;
+        continue;
+      }
+      asio::co_spawn(io_, ServeHttp(std::move(sock)), asio::detached);
+    }
+  }
+
+  MetricsSnapshot Snapshot() {
+    MetricsSnapshot m;
+    m.spool = spool_->stats();
+    m.ready = ready_ && !draining_ && !m.spool.broken;
+    m.start_time_seconds = start_time_;
+    m.now_seconds = WallSeconds();
+    m.oldest_backlog_ms = spool_->OldestBacklogMs();
+    m.lmtp_sessions = sessions_;
+    m.lmtp_connections = lmtp_connections_;
+    m.lmtp_refused = lmtp_refused_;
+    if (pop3_) {
+      m.pop3_sessions = pop3_->sessions();
+      m.pop3 = pop3_->counters();
+    }
+    m.recovered_mailboxes = recovered_mailboxes_;
+    m.recovery_actions = recovery_actions_;
+    m.spool_replayed = m.spool.replayed;
+    return m;
+  }
+
+  // One request per connection (HTTP/1.0 style), 5 s to send it, 8 KiB at most.
+  awaitable<void> ServeHttp(tcp::socket sock) {
+    asio::steady_timer deadline(io_);
+    deadline.expires_after(std::chrono::seconds(5));
+    deadline.async_wait([&sock](std::error_code ec) {
+      if (ec) return;
+      std::error_code ignore;
+      sock.cancel(ignore);
+    });
+    std::string req;
+    std::error_code ec;
+    char buf[2048];
+    while (req.find("\r\n\r\n") == std::string::npos && req.find("\n\n") == std::string::npos && req.size() <= 8192) {
+      size_t n = co_await sock.async_read_some(asio::buffer(buf), asio::redirect_error(use_awaitable, ec));
+      if (ec) co_return;
+      req.append(buf, n);
+    }
+    deadline.cancel();
+    int code = 200;
+    std::string type = "text/plain; charset=utf-8", body;
+    const size_t eol = req.find_first_of("\r\n");
+    const std::string line = req.substr(0, eol);
+    const size_t sp1 = line.find(' '), sp2 = line.rfind(' ');
+    const std::string method = line.substr(0, sp1);
+    std::string path = sp1 != std::string::npos && sp2 > sp1 ? line.substr(sp1 + 1, sp2 - sp1 - 1) : "";
+    path = path.substr(0, path.find('?'));
+    if (req.size() > 8192) {
+      code = 431;
+      body = "request too large\n";
+    } else if (sp1 == std::string::npos || sp2 == sp1 || line.compare(sp2 + 1, 5, "HTTP/") != 0) {
+      code = 400;
+      body = "bad request\n";
+    } else if (method != "GET" && method != "HEAD") {
+      code = 405;
+      body = "only GET and HEAD\n";
+    } else if (path == "/metrics") {
+      type = "text/plain; version=0.0.4; charset=utf-8";
+      body = RenderMetrics(Snapshot());
+    } else if (path == "/healthz") {
+      MetricsSnapshot m = Snapshot();
+      code = m.ready ? 200 : 503;
+      body = m.ready ? "ready\n"
+                     : std::string("not ready: ") + (draining_ ? "draining" : m.spool.broken ? "spool cannot sync" : "starting") + "\n";
+    } else {
+      code = 404;
+      body = "not found: try /metrics or /healthz\n";
+    }
+    const char* reason = code == 200 ? "OK" : code == 400 ? "Bad Request" : code == 404 ? "Not Found"
+                       : code == 405 ? "Method Not Allowed" : code == 431 ? "Request Header Fields Too Large"
+                                     : "Service Unavailable";
+    std::string out = "HTTP/1.1 " + std::to_string(code) + " " + reason + "\r\nContent-Type: " + type +
+                      "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n";
+    if (method != "HEAD") out += body;
+    co_await asio::async_write(sock, asio::buffer(out), asio::redirect_error(use_awaitable, ec));
+    sock.shutdown(tcp::socket::shutdown_both, ec);
   }
 
   template <typename Acceptor>
@@ -191,6 +317,7 @@ class Server {
       sock.set_option(tcp::no_delay(true), ignore);
     }
     if (sessions_ >= static_cast<size_t>(opts_.config.lmtp.max_connections)) {
+      ++lmtp_refused_;
       log_.Warn("event=connection_refused client=" + Kv(peer) + " reason=too_many_connections");
       std::error_code ec;
       co_await asio::async_write(sock, asio::buffer(std::string("421 4.3.2 too many connections, try later\r\n")),
@@ -198,6 +325,7 @@ class Server {
       co_return;
     }
     ++sessions_;
+    ++lmtp_connections_;
     struct Leave {
       Server* s;
       ~Leave() {
@@ -389,6 +517,10 @@ class Server {
   bool congested_ = false;  // last state logged
   size_t sessions_ = 0;
   bool draining_ = false;
+  bool ready_ = false;  // for /healthz: recovered and listening, not draining
+  uint64_t lmtp_connections_ = 0, lmtp_refused_ = 0, recovered_mailboxes_ = 0, recovery_actions_ = 0;
+  const double start_time_ = WallSeconds();
+  std::unique_ptr<tcp::acceptor> metrics_;
 };
 
 }  // namespace

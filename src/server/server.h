@@ -21,6 +21,7 @@ struct ServeOptions {
   std::string lmtp_listen;  // --lmtp, overrides lmtp.listen when set
   std::string lmtp_unix;    // --lmtp-unix, overrides lmtp.unix_socket when set
   std::string pop3_listen;  // --pop3, overrides pop3.listen when set
+  std::string metrics_listen;  // --metrics, overrides metrics.listen when set
 };
 
 // Runs until a stop signal; returns the process exit code.

@@ -1,5 +1,7 @@
 #include "spool/spool.h"
 
+#include <signal.h>
+
 #include <algorithm>
 #include <set>
 
@@ -9,18 +11,21 @@ Result<std::unique_ptr<Spool>> Spool::Start(Fs& fs, const std::string& spool_dir
   std::unique_ptr<Spool> spool(new Spool(fs, std::move(opts)));
   std::vector<SpoolEntry> unretired;
   HF_ASSIGN_OR_RETURN(spool->log_, SpoolLog::Open(fs, spool_dir, spool->opts_.log, &unretired));
+  if (spool->opts_.quarantine_dir.empty()) spool->opts_.quarantine_dir = JoinPath(DirName(spool_dir), "quarantine");
+  spool->quarantine_ = std::make_unique<Quarantine>(fs, spool->opts_.quarantine_dir);
+  HF_RETURN_IF_ERROR(spool->quarantine_->Open());
   if (!unretired.empty()) spool->Log("spool replay: " + std::to_string(unretired.size()) + " message(s) to deliver");
-  auto now = std::chrono::steady_clock::now();
-  for (auto& e : unretired) {
-    ++spool->backlog_messages_;
-    spool->backlog_bytes_ += e.msg.body.size();
-    spool->deliveries_.push_back(Work{std::move(e), true, false, now, {}});
-  }
+  spool->stats_.replayed = unretired.size();
+  spool->AdmitReplayed(std::move(unretired));
   spool->stats_.backlog_messages = spool->backlog_messages_;
   spool->stats_.backlog_bytes = spool->backlog_bytes_;
   spool->stats_.unretired = spool->log_->unretired();
   spool->commit_thread_ = std::thread([s = spool.get()] { s->CommitLoop(); });
   spool->delivery_thread_ = std::thread([s = spool.get()] { s->DeliveryLoop(); });
+  if (spool->filtering()) {
+    for (uint32_t i = 0; i < std::max<uint32_t>(1, spool->opts_.filters.workers); ++i)
+      spool->filter_threads_.emplace_back([s = spool.get()] { s->FilterLoop(); });
+  }
   return spool;
 }
 
@@ -46,15 +51,32 @@ void Spool::CommitLoop() {
   for (;;) {
     std::vector<Pending> batch;
     std::vector<DoneMark> marks;
+    std::vector<AttemptMark> attempts;
+    std::vector<OutcomeMark> outcomes;
     bool broken;
     {
       std::unique_lock<std::mutex> l(mu_);
-      commit_cv_.wait(l, [&] { return commit_stopped_ || !submitted_.empty() || !done_marks_.empty(); });
-      if (commit_stopped_ && submitted_.empty() && done_marks_.empty()) return;
+      auto has_work = [&] {
+        return commit_stopped_ || !submitted_.empty() || !done_marks_.empty() || !attempt_marks_.empty() ||
+               !outcome_marks_.empty();
+      };
+      // Wake for released/ when its poll is due (at once after a start).
+      auto next_poll = last_release_poll_ + opts_.release_poll;
+      commit_cv_.wait_until(l, std::max(next_poll, std::chrono::steady_clock::now()), has_work);
+      if (commit_stopped_ && submitted_.empty() && done_marks_.empty() && attempt_marks_.empty() &&
+          outcome_marks_.empty())
+        return;
       batch.swap(submitted_);
       marks.swap(done_marks_);
+      attempts.swap(attempt_marks_);
+      outcomes.swap(outcome_marks_);
       broken = broken_;
     }
+    if (!broken && !commit_stopped_ && std::chrono::steady_clock::now() - last_release_poll_ >= opts_.release_poll) {
+      last_release_poll_ = std::chrono::steady_clock::now();
+      PickUpReleased(&batch);
+    }
+    if (batch.empty() && marks.empty() && attempts.empty() && outcomes.empty()) continue;
     std::vector<Status> appended(batch.size());
     for (size_t i = 0; i < batch.size(); ++i) {
       appended[i] = broken ? Status::Io("spool broken") : log_->AppendMessage(batch[i].msg);
@@ -63,8 +85,20 @@ void Spool::CommitLoop() {
       Status s = broken ? Status::Ok() : log_->AppendDone(m.id, m.rcpt, m.state);
       if (!s.ok()) Log("spool: cannot record delivery of " + m.id.ToString() + ": " + s.ToString());
     }
+    for (const auto& o : outcomes) {
+      Status s = broken ? Status::Ok() : log_->AppendOutcome(o.id, o.outcome, o.reason);
+      if (!s.ok()) Log("spool: cannot record filter outcome of " + o.id.ToString() + ": " + s.ToString());
+    }
+    std::vector<bool> attempt_ok;
+    for (const auto& a : attempts) {
+      Status s = broken ? Status::Io("spool broken") : log_->AppendAttempt(a.ids);
+      if (!s.ok() && !broken) Log("spool: cannot record a filter attempt: " + s.ToString());
+      attempt_ok.push_back(s.ok());
+    }
     // One fdatasync for everyone in this round: group commit.
+    const auto sync_start = std::chrono::steady_clock::now();
     Status sync = broken ? Status::Io("spool broken") : log_->Sync();
+    const double sync_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - sync_start).count();
     if (!sync.ok() && !broken) {
       // After a failed fdatasync the kernel may have dropped the data
       // (fsyncgate): stop accepting rather than ack on a guess.
@@ -79,7 +113,8 @@ void Spool::CommitLoop() {
         e.state.assign(batch[i].msg.rcpts.size(), RcptState::kPending);
         e.segment = log_->active_segment();
         e.msg = std::move(batch[i].msg);
-        durable.push_back(Work{std::move(e), false, false, now, {}});
+        const bool released = e.msg.released;
+        durable.emplace_back(std::move(e), released, released, now);
       }
       batch[i].done(s);
     }
@@ -90,17 +125,31 @@ void Spool::CommitLoop() {
     {
       std::lock_guard<std::mutex> l(mu_);
       if (!sync.ok()) broken_ = true;
+      stats_.broken = broken_;
       ++stats_.commits;
       stats_.accepted += durable.size();
+      if (!broken) {
+        stats_.fsync_seconds.Observe(sync_seconds);
+        if (!batch.empty()) stats_.commit_messages.Observe(static_cast<double>(batch.size()));
+      }
       stats_.unretired = log_->unretired();
       for (auto& w : durable) {
         ++backlog_messages_;
         backlog_bytes_ += w.entry.msg.body.size();
-        deliveries_.push_back(std::move(w));
+        if (filtering() && !w.entry.msg.released) {
+          filter_queue_.push_back(std::move(w));
+        } else {
+          deliveries_.push_back(std::move(w));
+        }
       }
       stats_.backlog_messages = backlog_messages_;
       stats_.backlog_bytes = backlog_bytes_;
+      stats_.filtering = filter_queue_.size() + filters_running_;
+      // An attempt whose record is not durable must not run.
+      for (size_t i = 0; i < attempts.size(); ++i) *attempts[i].state = attempt_ok[i] && sync.ok() ? 1 : -1;
     }
+    attempt_cv_.notify_all();
+    filter_cv_.notify_all();
     delivery_cv_.notify_one();
   }
 }
@@ -151,6 +200,7 @@ void Spool::DeliveryLoop() {
           done_marks_.push_back(DoneMark{w.entry.msg.id, rcpt, state});
           ++(state == RcptState::kDelivered ? stats_.delivered : stats_.already_there);
         }
+        if (w.entry.msg.released && w.entry.Retired()) ++stats_.released;
         w.done.clear();
         if (w.entry.Retired()) {
           --backlog_messages_;
@@ -173,29 +223,54 @@ void Spool::DeliveryLoop() {
   }
 }
 
-Mailbox* Spool::OpenMailbox(const std::string& user, const MessageId& id) {
-  auto& box = boxes_[user];
+Mailbox* Spool::OpenMailbox(const std::string& user, const std::string& folder, const MessageId& id) {
+  const std::string dir = folder.empty() ? JoinPath(opts_.mail_dir, user)
+                                         : JoinPath(JoinPath(opts_.mail_dir, user), "." + folder);
+  auto& box = boxes_[dir];
   if (box) return box.get();
-  const std::string dir = JoinPath(opts_.mail_dir, user);
-  Status c = Mailbox::Create(fs_, dir);
+  Status c = Mailbox::Create(fs_, JoinPath(opts_.mail_dir, user));
+  if (c.ok() && !folder.empty()) {
+    c = Mailbox::Create(fs_, dir);
+    // Maildir++: marks a folder for other Maildir tools (Dovecot).
+    if (c.ok()) {
+      auto marker = fs_.CreateExclusive(JoinPath(dir, "maildirfolder"), 0600);
+      if (!marker.ok() && marker.status().kind() != Status::Kind::kExists) c = marker.status();
+    }
+  }
   auto opened = c.ok() ? Mailbox::Open(fs_, dir, opts_.mailbox) : Result<std::unique_ptr<Mailbox>>(c);
   if (!opened.ok()) {
-    Log("deliver " + id.ToString() + " to " + user + ": cannot open mailbox: " + opened.status().ToString());
+    Log("deliver " + id.ToString() + " to " + dir + ": cannot open mailbox: " + opened.status().ToString());
+    boxes_.erase(dir);
     return nullptr;
   }
   box = std::move(opened).value();
   return box.get();
 }
 
+std::vector<std::string> Spool::ExistingFolders(const std::string& user) {
+  std::vector<std::string> out{""};
+  auto names = fs_.ReadDir(JoinPath(opts_.mail_dir, user));
+  if (!names.ok()) return out;
+  for (const auto& n : *names) {
+    if (n.size() < 2 || n[0] != '.') continue;
+    auto st = fs_.Stat(JoinPath(JoinPath(opts_.mail_dir, user), n));
+    if (st.ok() && st->is_dir) out.push_back(n.substr(1));
+  }
+  return out;
+}
+
 void Spool::DeliverBatch(std::vector<Work>& batch) {
-  // The copies to commit, per mailbox, in batch order.
+  // The copies to commit, per mailbox directory, in batch order.
   struct Copy {
     Work* work;
     std::vector<uint32_t> rcpts;
     std::unique_ptr<Delivery> delivery;
   };
-  std::map<std::string, std::vector<Copy>> by_user;
+  std::map<std::string, std::vector<Copy>> by_box;
   std::set<std::string> broken;  // mailboxes to reopen: a failure may have left them inconsistent
+  auto box_key = [&](const std::string& user, const std::string& folder) {
+    return folder.empty() ? JoinPath(opts_.mail_dir, user) : JoinPath(JoinPath(opts_.mail_dir, user), "." + folder);
+  };
   for (Work& w : batch) {
     const SpoolMessage& m = w.entry.msg;
     // One copy per mailbox, even if two recipients map to the same user.
@@ -204,57 +279,81 @@ void Spool::DeliverBatch(std::vector<Work>& batch) {
       if (w.entry.state[i] == RcptState::kPending) users[m.rcpts[i].user].push_back(i);
     }
     for (auto& [user, idx] : users) {
-      if (broken.count(user)) continue;
-      Mailbox* box = OpenMailbox(user, m.id);
+      const std::string key = box_key(user, w.folder);
+      if (broken.count(key)) continue;
+      Mailbox* box = OpenMailbox(user, w.folder, m.id);
       if (box == nullptr) continue;
       if (w.replayed) {
         // Delivered before the crash, maybe even fetched and deleted since:
         // the mailbox knows the MessageId either way. One scan per mailbox
         // confirms every copy made before the crash; a retry needs its own,
-        // for the copy its failed attempt may have left.
-        bool first_look = scanned_.insert(user).second;
-        Status r = box->Refresh(first_look || w.retry);
-        if (!r.ok()) {
-          Log("deliver " + m.id.ToString() + " to " + user + ": " + r.ToString());
-          broken.insert(user);
+        // for the copy its failed attempt may have left. With filters, the
+        // copy may be in any folder (a verdict need not repeat itself).
+        bool known = false, failed = false;
+        const std::vector<std::string> folders =
+            filtering() || !w.folder.empty() ? ExistingFolders(user) : std::vector<std::string>{""};
+        for (const std::string& folder : folders) {
+          Mailbox* b = OpenMailbox(user, folder, m.id);
+          if (b == nullptr) {
+            failed = true;
+            break;
+          }
+          bool first_look = scanned_.insert(box_key(user, folder)).second;
+          Status r = b->Refresh(first_look || w.retry);
+          if (!r.ok()) {
+            Log("deliver " + m.id.ToString() + " to " + user + ": " + r.ToString());
+            broken.insert(box_key(user, folder));
+            failed = true;
+            break;
+          }
+          if (b->Knows(m.id)) {
+            known = true;
+            break;
+          }
+        }
+        if (failed) {
+          broken.insert(key);
           continue;
         }
-        if (box->Knows(m.id)) {
+        if (known) {
           for (uint32_t i : idx) w.done.emplace_back(i, RcptState::kAlreadyThere);
           Log("deliver " + m.id.ToString() + " to " + user + ": already delivered before the restart");
           continue;
         }
       }
+      const std::string& body = w.rewritten ? w.filtered : m.body;
       auto d = box->BeginDelivery(m.id);
       Status s = d.ok() ? Status::Ok() : d.status();
-      if (s.ok()) s = (*d)->Write(TraceHeaders(m.body, m.mail_from, m.rcpts[idx.front()].address, opts_.trace));
-      if (s.ok()) s = (*d)->Write(m.body);
+      if (s.ok()) s = (*d)->Write(TraceHeaders(body, m.mail_from, m.rcpts[idx.front()].address, opts_.trace));
+      if (s.ok()) s = (*d)->Write(body);
       if (!s.ok()) {
         Log("deliver " + m.id.ToString() + " to " + user + " failed, will retry: " + s.ToString());
-        broken.insert(user);
+        broken.insert(key);
         continue;
       }
-      by_user[user].push_back(Copy{&w, std::move(idx), std::move(d).value()});
+      by_box[key].push_back(Copy{&w, std::move(idx), std::move(d).value()});
     }
   }
-  for (auto& [user, copies] : by_user) {
-    if (broken.count(user)) continue;  // dropping the Deliveries removes their tmp files
+  for (auto& [key, copies] : by_box) {
+    if (broken.count(key)) continue;  // dropping the Deliveries removes their tmp files
     std::vector<Delivery*> ds;
     for (auto& c : copies) ds.push_back(c.delivery.get());
-    auto results = boxes_[user]->CommitAll(ds);
+    auto results = boxes_[key]->CommitAll(ds);
     for (size_t k = 0; k < copies.size(); ++k) {
       const MessageId& id = copies[k].work->entry.msg.id;
       if (!results[k].ok()) {
-        Log("deliver " + id.ToString() + " to " + user + " failed, will retry: " + results[k].status().ToString());
-        broken.insert(user);
+        Log("deliver " + id.ToString() + " to " + key + " failed, will retry: " + results[k].status().ToString());
+        broken.insert(key);
         continue;
       }
-      Log("delivered " + id.ToString() + " to " + user + " uid=" + std::to_string(results[k]->uid));
+      const std::string& folder = copies[k].work->folder;
+      Log("delivered " + id.ToString() + " to " + copies[k].work->entry.msg.rcpts[copies[k].rcpts.front()].user +
+          (folder.empty() ? "" : " folder=" + folder) + " uid=" + std::to_string(results[k]->uid));
       for (uint32_t i : copies[k].rcpts) copies[k].work->done.emplace_back(i, RcptState::kDelivered);
     }
   }
-  by_user.clear();  // uncommitted Deliveries remove their tmp files through their Mailbox
-  for (const auto& user : broken) boxes_.erase(user);
+  by_box.clear();  // uncommitted Deliveries remove their tmp files through their Mailbox
+  for (const auto& key : broken) boxes_.erase(key);
 }
 
 void Spool::Stop(std::chrono::milliseconds deadline) {
@@ -269,7 +368,13 @@ void Spool::Stop(std::chrono::milliseconds deadline) {
       return !due && !delivering_ && submitted_.empty();
     });
     stopping_ = true;
+    // Workers in flight are killed; their messages stay in the spool and
+    // are filtered again at the next start (their outcome: "shutdown").
+    for (pid_t pid : worker_pids_) ::kill(-pid, SIGKILL);
   }
+  filter_cv_.notify_all();
+  for (auto& t : filter_threads_) t.join();
+  filter_threads_.clear();
   delivery_cv_.notify_all();
   if (delivery_thread_.joinable()) delivery_thread_.join();
   {
@@ -283,6 +388,17 @@ void Spool::Stop(std::chrono::milliseconds deadline) {
 Spool::Stats Spool::stats() {
   std::lock_guard<std::mutex> l(mu_);
   return stats_;
+}
+
+int64_t Spool::OldestBacklogMs() {
+  std::lock_guard<std::mutex> l(mu_);
+  int64_t oldest = 0;
+  for (const auto* q : {&deliveries_, &filter_queue_}) {
+    for (const Work& w : *q) {
+      if (oldest == 0 || w.entry.msg.received_ms < oldest) oldest = w.entry.msg.received_ms;
+    }
+  }
+  return oldest;
 }
 
 }  // namespace holdfast

@@ -8,6 +8,12 @@
 // along with the next commit. After a restart, every unretired message is
 // delivered again, except where the mailbox already knows its MessageId
 // (delivered, or delivered and deleted since): exactly once.
+//
+// With a filter chain configured, durable messages first pass the filter
+// stage (filter_stage.cc, docs/filters.md): worker threads hand batches to
+// worker processes, after recording the attempt durably in the spool (the
+// ledger of seed 003); failed batches are split, a message that fails alone
+// K times goes to the quarantine.
 #pragma once
 
 #include <condition_variable>
@@ -21,8 +27,11 @@
 #include <vector>
 
 #include "core/trace_headers.h"
+#include "filter/filter.h"
+#include "spool/quarantine.h"
 #include "spool/spool_log.h"
 #include "store/mailbox.h"
+#include "util/histogram.h"
 
 namespace holdfast {
 
@@ -35,6 +44,11 @@ class Spool {
     TraceOptions trace;
     std::chrono::milliseconds retry_delay{30000};  // after a failed mailbox delivery
     std::function<void(const std::string&)> log_line;  // one event a line
+    // The filter stage: off while filters.chain is empty.
+    FilterOptions filters;
+    std::vector<std::string> worker_argv;  // starts `holdfast filter-worker`
+    std::string quarantine_dir;            // DATA/quarantine; "" = spool_dir/../quarantine
+    std::chrono::milliseconds release_poll{2000};  // how often released/ is looked at
   };
   struct Stats {
     uint64_t accepted = 0, delivered = 0, commits = 0, already_there = 0, delivery_failures = 0;
@@ -44,6 +58,15 @@ class Spool {
     // watches these (docs/spool.md).
     size_t backlog_messages = 0;
     uint64_t backlog_bytes = 0;
+    // The filter stage.
+    uint64_t filter_batches = 0, worker_failures = 0, filter_failures = 0, filter_tempfails = 0;
+    uint64_t quarantined = 0, discarded = 0, released = 0;
+    size_t filtering = 0;  // waiting for or in a worker
+    size_t replayed = 0;   // unretired messages found at start
+    bool broken = false;   // an fdatasync failed: refusing mail until restart
+    // Group commit: messages per commit round, and the round's fdatasync time.
+    Histogram commit_messages{{1, 2, 4, 8, 16, 32, 64, 128, 256}};
+    Histogram fsync_seconds{{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1}};
   };
   using Callback = std::function<void(Status)>;
 
@@ -59,17 +82,36 @@ class Spool {
   // `deadline` for deliveries), then stops both threads.
   void Stop(std::chrono::milliseconds deadline);
   Stats stats();
+  // When the oldest message of the backlog was received (wall clock, ms);
+  // 0 when the backlog is empty. Walks the backlog: for metrics, not per message.
+  int64_t OldestBacklogMs();
 
  private:
   Spool(Fs& fs, Options opts) : fs_(fs), opts_(std::move(opts)) {}
   void CommitLoop();
   void DeliveryLoop();
   struct Work;
+  // filter_stage.cc
+  bool filtering() const { return !opts_.filters.chain.empty(); }
+  void FilterLoop();
+  void RunFilterBatch(std::vector<Work>& batch);
+  // Sets `w` aside in the quarantine and retires it; false (logged, `w`
+  // left alone) when the quarantine cannot be written.
+  bool QuarantineWork(Work& w, const std::string& reason);
+  // Retires every pending recipient of `w` as `state` (mu_ held).
+  void RetireLocked(Work& w, RcptState state);
+  // Routes replayed entries at start: filter queue, quarantine or delivery.
+  void AdmitReplayed(std::vector<SpoolEntry> unretired);
+  // Commit thread: takes messages released from quarantine back.
+  struct Pending;
+  void PickUpReleased(std::vector<Pending>* batch);
+  // Folders (Maildir++ `.NAME`) of `user` that exist: a replay checks them all.
+  std::vector<std::string> ExistingFolders(const std::string& user);
   // Files every pending recipient of the batch, each mailbox's copies with
   // shared syncs; fills each Work's `done`.
   void DeliverBatch(std::vector<Work>& batch);
   // The open mailbox of `user`, created if needed; nullptr (logged) on error.
-  Mailbox* OpenMailbox(const std::string& user, const MessageId& id);
+  Mailbox* OpenMailbox(const std::string& user, const std::string& folder, const MessageId& id);
   void Log(const std::string& line);
 
   Fs& fs_;
@@ -89,18 +131,50 @@ class Spool {
     RcptState state;
   };
   std::vector<DoneMark> done_marks_;
+  // The filter ledger's records, for the commit thread to append. An
+  // attempt must be durable before its batch goes to a worker.
+  struct AttemptMark {
+    std::vector<MessageId> ids;
+    std::shared_ptr<int> state;  // 0 waiting, 1 durable, -1 failed (set under mu_)
+  };
+  struct OutcomeMark {
+    MessageId id;
+    FilterOutcome outcome;
+    std::string reason;
+  };
+  std::vector<AttemptMark> attempt_marks_;
+  std::vector<OutcomeMark> outcome_marks_;
+  std::condition_variable attempt_cv_, filter_cv_;
   struct Work {
+    Work(SpoolEntry e, bool replayed_, bool retry_, std::chrono::steady_clock::time_point due_)
+        : entry(std::move(e)), replayed(replayed_), retry(retry_), due(due_) {}
     SpoolEntry entry;
     bool replayed;       // check the mailbox before delivering
     bool retry = false;  // ... with a fresh directory scan (a failed commit may have left an unconfirmed copy)
     std::chrono::steady_clock::time_point due;
     std::vector<std::pair<uint32_t, RcptState>> done;  // filled by DeliverBatch
+    // The filter stage's: its verdict (folder, rewritten message), its
+    // ledger, and which batch it may share (group 0: any; else only its
+    // own group, at most max_batch: the halves of a failed batch).
+    std::string folder;
+    bool rewritten = false;
+    std::string filtered;
+    FilterLedger ledger;
+    uint64_t group = 0;
+    uint32_t max_batch = 0;  // 0: the configured batch size
   };
   // A delivery round takes at most this much: bounds the latency of one
   // round and the number of tmp files open at once.
   static constexpr size_t kMaxBatch = 256;
   static constexpr size_t kMaxBatchBytes = 64u << 20;
   std::deque<Work> deliveries_;
+  std::deque<Work> filter_queue_;
+  size_t filters_running_ = 0;
+  uint64_t next_group_ = 1;
+  std::unique_ptr<Quarantine> quarantine_;
+  std::chrono::steady_clock::time_point last_release_poll_{};
+  std::vector<std::thread> filter_threads_;
+  std::set<pid_t> worker_pids_;  // running workers, killed by Stop()
   bool stopping_ = false;
   bool commit_stopped_ = false;
   bool broken_ = false;  // an fdatasync failed: nothing more is accepted

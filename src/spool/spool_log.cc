@@ -1,6 +1,7 @@
 #include "spool/spool_log.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 
@@ -9,18 +10,10 @@
 namespace holdfast {
 namespace {
 
-enum : uint8_t { kSegmentHeader = 1, kMessage = 2, kDone = 3 };
+enum : uint8_t { kSegmentHeader = 1, kMessage = 2, kDone = 3, kAttempt = 4, kOutcome = 5 };
 constexpr size_t kMaxField = 4096;
 constexpr uint32_t kMaxRecipients = 100000;  // writer and reader agree
-
-std::string EncodeMessage(const SpoolMessage& m) {
-  Encoder e;
-  e.Bytes(m.id.bytes().data(), 16).U64(static_cast<uint64_t>(m.received_ms)).Str(m.client).Str(m.helo).Str(m.mail_from);
-  e.U32(static_cast<uint32_t>(m.rcpts.size()));
-  for (const auto& r : m.rcpts) e.Str(r.address).Str(r.user).Str(r.detail);
-  e.U64(m.body.size()).Bytes(m.body.data(), m.body.size());
-  return EncodeRecord(kMessage, e.data());
-}
+constexpr uint32_t kMaxAttemptBatch = 4096;
 
 MessageId ReadId(Decoder& d) {
   std::array<uint8_t, 16> b{};
@@ -50,17 +43,50 @@ Result<std::vector<uint64_t>> ListSegments(Fs& fs, const std::string& dir) {
   return out;
 }
 
-// Folds one segment's records into the per-message state.
+// Folds one segment's records into the per-message state, in file order: a
+// message released from quarantine is spooled again under its MessageId,
+// and the Done and ledger records of its first stay must not touch it.
 void Collect(SegmentContents& parsed, uint64_t seq, std::map<MessageId, SpoolEntry>* entries) {
-  for (auto& m : parsed.messages) {
-    SpoolEntry& e = (*entries)[m.id];
-    e.state.assign(m.rcpts.size(), RcptState::kPending);
-    e.segment = seq;
-    e.msg = std::move(m);
-  }
-  for (const auto& d : parsed.done) {
-    auto it = entries->find(d.id);
-    if (it != entries->end() && d.rcpt < it->second.state.size()) it->second.state[d.rcpt] = d.state;
+  static std::atomic<uint64_t> next_group{1};  // distinct per Attempt record within one process
+  for (auto [kind, i] : parsed.order) {
+    if (kind == SegmentContents::kMessageRecord) {
+      SpoolMessage& m = parsed.messages[i];
+      SpoolEntry& e = (*entries)[m.id];
+      e = SpoolEntry{};
+      e.state.assign(m.rcpts.size(), RcptState::kPending);
+      e.segment = seq;
+      e.msg = std::move(m);
+      continue;
+    }
+    if (kind == SegmentContents::kDoneRecord) {
+      const auto& d = parsed.done[i];
+      auto it = entries->find(d.id);
+      if (it != entries->end() && d.rcpt < it->second.state.size()) it->second.state[d.rcpt] = d.state;
+      continue;
+    }
+    const auto& ev = parsed.filter_events[i];
+    const uint64_t group = ev.outcome == 0 ? next_group++ : 0;
+    for (const MessageId& id : ev.ids) {
+      auto it = entries->find(id);
+      if (it == entries->end()) continue;
+      FilterLedger& l = it->second.ledger;
+      if (ev.outcome == 0) {
+        // An earlier attempt that never got its outcome: the daemon died
+        // with it in a worker. Alone, that counts against the message.
+        if (l.in_flight_batch == 1) {
+          ++l.failures;
+          l.history.push_back("the daemon died while it was being filtered");
+        }
+        l.in_flight_batch = static_cast<uint32_t>(ev.ids.size());
+        l.in_flight_group = group;
+        continue;
+      }
+      l.in_flight_batch = 0;
+      if (ev.outcome == static_cast<uint8_t>(FilterOutcome::kFailed)) {
+        ++l.failures;
+        l.history.push_back(ev.reason);
+      }
+    }
   }
 }
 
@@ -71,12 +97,54 @@ const char* RcptStateName(RcptState s) {
     case RcptState::kPending: return "pending";
     case RcptState::kDelivered: return "delivered";
     case RcptState::kAlreadyThere: return "already-delivered";
+    case RcptState::kQuarantined: return "quarantined";
+    case RcptState::kDiscarded: return "discarded";
   }
   return "?";
 }
 
 bool SpoolEntry::Retired() const {
   return std::none_of(state.begin(), state.end(), [](RcptState s) { return s == RcptState::kPending; });
+}
+
+std::string EncodeMessageRecord(const SpoolMessage& m) {
+  Encoder e;
+  e.Bytes(m.id.bytes().data(), 16).U64(static_cast<uint64_t>(m.received_ms)).Str(m.client).Str(m.helo).Str(m.mail_from);
+  e.U32(static_cast<uint32_t>(m.rcpts.size()));
+  for (const auto& r : m.rcpts) e.Str(r.address).Str(r.user).Str(r.detail);
+  e.U64(m.body.size()).Bytes(m.body.data(), m.body.size());
+  if (m.released) e.U8(1);  // flags: absent in older records
+  return EncodeRecord(kMessage, e.data());
+}
+
+Result<SpoolMessage> DecodeMessagePayload(std::string_view payload) {
+  Decoder d(payload);
+  SpoolMessage m;
+  m.id = ReadId(d);
+  m.received_ms = static_cast<int64_t>(d.U64());
+  m.client = d.Str(kMaxField);
+  m.helo = d.Str(kMaxField);
+  m.mail_from = d.Str(kMaxField);
+  uint32_t n = d.U32();
+  if (n == 0 || n > kMaxRecipients) return Status::Corrupt("bad recipient count");
+  for (uint32_t i = 0; i < n && d.ok(); ++i) {
+    SpoolRecipient r;
+    r.address = d.Str(kMaxField);
+    r.user = d.Str(kMaxField);
+    r.detail = d.Str(kMaxField);
+    m.rcpts.push_back(std::move(r));
+  }
+  uint64_t len = d.U64();
+  if (len > payload.size()) return Status::Corrupt("bad body length");
+  m.body.resize(len);
+  d.Bytes(m.body.data(), len);
+  if (d.ok() && !d.done()) {
+    uint8_t flags = d.U8();
+    if (flags & ~1u) return Status::Corrupt("unknown message flags");
+    m.released = (flags & 1) != 0;
+  }
+  if (!d.done()) return Status::Corrupt("malformed message record");
+  return m;
 }
 
 Result<SegmentContents> ParseSegment(std::string_view bytes) {
@@ -99,27 +167,29 @@ Result<SegmentContents> ParseSegment(std::string_view bytes) {
         break;
       }
       case kMessage: {
-        SpoolMessage m;
-        m.id = ReadId(d);
-        m.received_ms = static_cast<int64_t>(d.U64());
-        m.client = d.Str(kMaxField);
-        m.helo = d.Str(kMaxField);
-        m.mail_from = d.Str(kMaxField);
-        uint32_t n = d.U32();
-        if (n == 0 || n > kMaxRecipients) return Status::Corrupt("bad recipient count");
-        for (uint32_t i = 0; i < n && d.ok(); ++i) {
-          SpoolRecipient r;
-          r.address = d.Str(kMaxField);
-          r.user = d.Str(kMaxField);
-          r.detail = d.Str(kMaxField);
-          m.rcpts.push_back(std::move(r));
-        }
-        uint64_t len = d.U64();
-        if (len > rec.payload.size()) return Status::Corrupt("bad body length");
-        m.body.resize(len);
-        d.Bytes(m.body.data(), len);
-        if (!d.done()) return Status::Corrupt("malformed message record");
+        HF_ASSIGN_OR_RETURN(SpoolMessage m, DecodeMessagePayload(rec.payload));
+        out.order.emplace_back(SegmentContents::kMessageRecord, out.messages.size());
         out.messages.push_back(std::move(m));
+        break;
+      }
+      case kAttempt: {
+        SegmentContents::FilterEvent ev;
+        uint32_t n = d.U32();
+        if (n == 0 || n > kMaxAttemptBatch) return Status::Corrupt("bad attempt size");
+        for (uint32_t i = 0; i < n && d.ok(); ++i) ev.ids.push_back(ReadId(d));
+        if (!d.done()) return Status::Corrupt("malformed attempt record");
+        out.order.emplace_back(SegmentContents::kFilterRecord, out.filter_events.size());
+        out.filter_events.push_back(std::move(ev));
+        break;
+      }
+      case kOutcome: {
+        SegmentContents::FilterEvent ev;
+        ev.ids.push_back(ReadId(d));
+        ev.outcome = d.U8();
+        ev.reason = d.Str(kMaxField);
+        if (!d.done() || ev.outcome < 1 || ev.outcome > 3) return Status::Corrupt("malformed outcome record");
+        out.order.emplace_back(SegmentContents::kFilterRecord, out.filter_events.size());
+        out.filter_events.push_back(std::move(ev));
         break;
       }
       case kDone: {
@@ -127,8 +197,9 @@ Result<SegmentContents> ParseSegment(std::string_view bytes) {
         done.id = ReadId(d);
         done.rcpt = d.U32();
         uint8_t st = d.U8();
-        if (!d.done() || st < 1 || st > 2) return Status::Corrupt("malformed done record");
+        if (!d.done() || st < 1 || st > 4) return Status::Corrupt("malformed done record");
         done.state = static_cast<RcptState>(st);
+        out.order.emplace_back(SegmentContents::kDoneRecord, out.done.size());
         out.done.push_back(done);
         break;
       }
@@ -194,7 +265,7 @@ Status SpoolLog::Replay(std::vector<SpoolEntry>* unretired) {
   for (auto& [id, e] : entries) {
     uint32_t pending = static_cast<uint32_t>(std::count(e.state.begin(), e.state.end(), RcptState::kPending));
     if (pending == 0) continue;
-    tracked_[id] = Tracked{e.segment, pending, e.state};
+    tracked_[id] = Tracked{e.segment, pending, e.state, e.msg.released};
     ++live_per_segment_[e.segment];
     if (unretired != nullptr) unretired->push_back(std::move(e));
   }
@@ -277,9 +348,9 @@ Status SpoolLog::AppendMessage(const SpoolMessage& msg) {
   }
   if (size > kMaxRecordPayload) return Status::Invalid("message too large for one spool record");
   if (tracked_.count(msg.id) != 0) return Status::Invalid("message " + msg.id.ToString() + " is already spooled");
-  HF_RETURN_IF_ERROR(Append(EncodeMessage(msg)));
+  HF_RETURN_IF_ERROR(Append(EncodeMessageRecord(msg)));
   tracked_[msg.id] = Tracked{active_seq_, static_cast<uint32_t>(msg.rcpts.size()),
-                             std::vector<RcptState>(msg.rcpts.size(), RcptState::kPending)};
+                             std::vector<RcptState>(msg.rcpts.size(), RcptState::kPending), msg.released};
   ++live_per_segment_[active_seq_];
   return Status::Ok();
 }
@@ -297,6 +368,26 @@ Status SpoolLog::AppendDone(const MessageId& id, uint32_t rcpt, RcptState state)
     tracked_.erase(it);
   }
   return Status::Ok();
+}
+
+Status SpoolLog::AppendAttempt(const std::vector<MessageId>& ids) {
+  Encoder e;
+  uint32_t n = 0;
+  for (const MessageId& id : ids) n += Tracks(id);
+  if (n == 0) return Status::Ok();
+  if (n > kMaxAttemptBatch) return Status::Invalid("attempt batch too large");
+  e.U32(n);
+  for (const MessageId& id : ids) {
+    if (Tracks(id)) e.Bytes(id.bytes().data(), 16);
+  }
+  return Append(EncodeRecord(kAttempt, e.data()));
+}
+
+Status SpoolLog::AppendOutcome(const MessageId& id, FilterOutcome outcome, std::string_view reason) {
+  if (!Tracks(id)) return Status::Ok();
+  Encoder e;
+  e.Bytes(id.bytes().data(), 16).U8(static_cast<uint8_t>(outcome)).Str(reason.substr(0, kMaxField));
+  return Append(EncodeRecord(kOutcome, e.data()));
 }
 
 Status SpoolLog::Sync() {

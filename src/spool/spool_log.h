@@ -37,20 +37,42 @@ struct SpoolMessage {
   std::string mail_from;  // "" for the null sender
   std::vector<SpoolRecipient> rcpts;
   std::string body;       // exactly as received (after dot-unstuffing)
+  // Released from quarantine: skips the filters, and delivery checks each
+  // mailbox for the MessageId first (a release may be replayed).
+  bool released = false;
 };
 
 enum class RcptState : uint8_t {
   kPending = 0,
   kDelivered = 1,      // a copy is durable in the mailbox
   kAlreadyThere = 2,   // replay found it delivered (or delivered and deleted) before
+  kQuarantined = 3,    // the filter stage set it aside (DATA/quarantine)
+  kDiscarded = 4,      // a filter asked for it to be dropped (logged)
 };
 const char* RcptStateName(RcptState s);
+
+// The filter stage's ledger (seed 003), from Attempt and Outcome records.
+enum class FilterOutcome : uint8_t {
+  kPassed = 1,    // the chain decided (deliver, quarantine, discard)
+  kTempFail = 2,  // not the message's fault; does not count
+  kFailed = 3,    // failed on this message alone: counts towards K
+};
+struct FilterLedger {
+  uint32_t failures = 0;             // solo failures so far
+  std::vector<std::string> history;  // their reasons, oldest first
+  // An Attempt with no Outcome since: the daemon died while it was in a
+  // worker. `in_flight_batch` messages shared that attempt, `in_flight_group`
+  // tells which ones (the same number for the same attempt).
+  uint32_t in_flight_batch = 0;
+  uint64_t in_flight_group = 0;
+};
 
 // What the spool knows about one unretired message.
 struct SpoolEntry {
   SpoolMessage msg;
   std::vector<RcptState> state;  // one per msg.rcpts
   uint64_t segment = 0;
+  FilterLedger ledger;
   bool Retired() const;
 };
 
@@ -72,6 +94,16 @@ class SpoolLog {
   // Appends, not yet durable: Sync() makes everything appended so far durable.
   Status AppendMessage(const SpoolMessage& msg);
   Status AppendDone(const MessageId& id, uint32_t rcpt, RcptState state);
+  // The filter ledger: `ids` go to one worker together; then one outcome
+  // each. Ids no longer spooled are left out.
+  Status AppendAttempt(const std::vector<MessageId>& ids);
+  Status AppendOutcome(const MessageId& id, FilterOutcome outcome, std::string_view reason);
+  bool Tracks(const MessageId& id) const { return tracked_.count(id) != 0; }
+  // Tracks a copy released from quarantine (SpoolMessage::released).
+  bool TracksReleased(const MessageId& id) const {
+    auto it = tracked_.find(id);
+    return it != tracked_.end() && it->second.released;
+  }
   Status Sync();
   // Removes the oldest segments whose messages are all retired (durably).
   Status RemoveRetiredSegments();
@@ -99,6 +131,7 @@ class SpoolLog {
     uint64_t segment;
     uint32_t pending;
     std::vector<RcptState> state;
+    bool released = false;
   };
   std::map<MessageId, Tracked> tracked_;
   std::map<uint64_t, uint32_t> live_per_segment_;  // unretired messages per segment
@@ -113,9 +146,24 @@ struct SegmentContents {
     RcptState state;
   };
   std::vector<Done> done;
+  // Attempt (outcome 0, `ids` of the batch) and Outcome (one id) records, in order.
+  struct FilterEvent {
+    uint8_t outcome = 0;
+    std::vector<MessageId> ids;
+    std::string reason;
+  };
+  std::vector<FilterEvent> filter_events;
+  // Every record above in file order: (which vector, index in it).
+  enum RecordKind : uint8_t { kMessageRecord, kDoneRecord, kFilterRecord };
+  std::vector<std::pair<RecordKind, size_t>> order;
   uint64_t valid_end = 0;
   bool torn = false;
 };
 Result<SegmentContents> ParseSegment(std::string_view bytes);
+
+// A Message record's frame and payload: the quarantine keeps messages in
+// the same encoding (docs/filters.md).
+std::string EncodeMessageRecord(const SpoolMessage& m);
+Result<SpoolMessage> DecodeMessagePayload(std::string_view payload);
 
 }  // namespace holdfast

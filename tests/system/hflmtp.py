@@ -88,13 +88,14 @@ def write_config(data_dir, text):
 
 class Server:
     """`holdfast --data DATA serve --lmtp 127.0.0.1:PORT --pop3 127.0.0.1:POP3_PORT
-    [--lmtp-unix PATH]` (both ports free ones unless given)."""
+    --metrics 127.0.0.1:METRICS_PORT [--lmtp-unix PATH]` (free ports unless given)."""
 
     def __init__(self, binary, data_dir, log_path, port=None, unix_path=None, pop3_port=None):
         self.binary = binary
         self.data = data_dir
         self.port = port or hfsys.free_port()
         self.pop3_port = pop3_port or hfsys.free_port()
+        self.metrics_port = hfsys.free_port()
         self.unix_path = unix_path
         self.log_path = log_path
         self.proc = None
@@ -109,7 +110,7 @@ class Server:
         if self.proc is not None and self.proc.poll() is None:
             fail("Server.spawn: already running")
         cmd = [self.binary, "--data", self.data, "serve", "--lmtp", f"127.0.0.1:{self.port}",
-               "--pop3", f"127.0.0.1:{self.pop3_port}"]
+               "--pop3", f"127.0.0.1:{self.pop3_port}", "--metrics", f"127.0.0.1:{self.metrics_port}"]
         if self.unix_path:
             cmd += ["--lmtp-unix", self.unix_path]
         with open(self.log_path, "ab") as f:
