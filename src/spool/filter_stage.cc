@@ -86,14 +86,20 @@ void Spool::AdmitReplayed(std::vector<SpoolEntry> unretired) {
       deliveries_.push_back(std::move(w));
       continue;
     }
+    w.suspect = w.ledger.in_flight_batch > 0;
     if (w.ledger.in_flight_batch == 1) {
       ++w.ledger.failures;
       w.ledger.history.push_back("the daemon died while it was being filtered");
     }
+    if (w.ledger.failures > 0) {
+      // Failed alone before: it stays alone (K reached: quarantined first thing).
+      w.group = next_group_++;
+      w.max_batch = 1;
+    }
     if (w.ledger.in_flight_batch > 1) {
       crashed_batches[w.ledger.in_flight_group].push_back(std::move(w));
     } else {
-      filter_queue_.push_back(std::move(w));  // K reached: the filter thread quarantines it first thing
+      filter_queue_.push_back(std::move(w));
     }
   }
   // A batch the daemon died with is suspect as a whole: its halves are
@@ -142,7 +148,13 @@ void Spool::FilterLoop() {
       for (;;) {
         if (stopping_) return;
         auto now = std::chrono::steady_clock::now();
-        auto first = std::find_if(filter_queue_.begin(), filter_queue_.end(), [&](const Work& w) { return w.due <= now; });
+        // Suspects of a daemon death go first, one batch at a time.
+        const bool suspects = running_suspects_ > 0 || std::any_of(filter_queue_.begin(), filter_queue_.end(),
+                                                                   [](const Work& w) { return w.suspect; });
+        auto first = suspects && filters_running_ > 0
+                         ? filter_queue_.end()
+                         : std::find_if(filter_queue_.begin(), filter_queue_.end(),
+                                        [&](const Work& w) { return w.due <= now && (w.suspect || !suspects); });
         if (first != filter_queue_.end()) {
           // Group 0 shares with anyone; the halves of a failed batch only
           // among themselves, at most their own size.
@@ -159,7 +171,7 @@ void Spool::FilterLoop() {
           }
           break;
         }
-        if (filter_queue_.empty()) {
+        if (filter_queue_.empty() || (suspects && filters_running_ > 0)) {
           filter_cv_.wait(l);
         } else {
           auto next = std::min_element(filter_queue_.begin(), filter_queue_.end(),
@@ -168,11 +180,17 @@ void Spool::FilterLoop() {
         }
       }
       ++filters_running_;
+      running_suspects_ += static_cast<size_t>(
+          std::count_if(batch.begin(), batch.end(), [](const Work& w) { return w.suspect; }));
     }
+    const size_t suspects = static_cast<size_t>(
+        std::count_if(batch.begin(), batch.end(), [](const Work& w) { return w.suspect; }));
     RunFilterBatch(batch);
     std::lock_guard<std::mutex> l(mu_);
     --filters_running_;
+    running_suspects_ -= suspects;
     stats_.filtering = filter_queue_.size() + filters_running_;
+    filter_cv_.notify_all();
     idle_cv_.notify_all();
   }
 }
@@ -278,6 +296,8 @@ void Spool::RunFilterBatch(std::vector<Work>& batch) {
     std::lock_guard<std::mutex> l(mu_);
     worker_pids_.erase(res->pid);
   }
+  // The daemon lived through this batch: none of it is a suspect any more.
+  for (Work& w : run) w.suspect = false;
   if (!res.ok()) {
     // Our trouble, not the messages': try again later, nothing counted.
     Log("filter: cannot start a worker: " + res.status().ToString());

@@ -162,6 +162,10 @@ class Spool {
     FilterLedger ledger;
     uint64_t group = 0;
     uint32_t max_batch = 0;  // 0: the configured batch size
+    // In a worker when the daemon died: until it has been through a worker
+    // with the daemon alive, batches run one at a time, so that another
+    // death names its batch alone.
+    bool suspect = false;
   };
   // A delivery round takes at most this much: bounds the latency of one
   // round and the number of tmp files open at once.
@@ -170,6 +174,7 @@ class Spool {
   std::deque<Work> deliveries_;
   std::deque<Work> filter_queue_;
   size_t filters_running_ = 0;
+  size_t running_suspects_ = 0;  // suspects in a worker now
   uint64_t next_group_ = 1;
   std::unique_ptr<Quarantine> quarantine_;
   std::chrono::steady_clock::time_point last_release_poll_{};
