@@ -14,6 +14,8 @@ PACKAGES=(
   # the spam scanner of the rspamd filter step: only a test-time peer (tests/system/hfrspamd.py
   # runs private instances); holdfast itself talks to any rspamd over HTTP
   rspamd
+  # promtool (from prometheus) checks /metrics in tests/system/test_metrics.py
+  prometheus
 )
 
 missing=()
@@ -33,7 +35,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 echo "bootstrap: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-# Dovecot's and rspamd's packaging start the daemon on install; the tests run
+# Dovecot's, rspamd's and prometheus's packaging start the daemon on install; the tests run
 # their own private instances, so keep the system ones from starting
 # (policy-rc.d 101: invoke-rc.d and deb-systemd-invoke ask it first).
 if [ ! -e /usr/sbin/policy-rc.d ]; then
