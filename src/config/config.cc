@@ -54,6 +54,7 @@ const std::vector<KeySpec>& Keys() {
       {"log.level",
        StringKey{+[](Config& c) -> std::string& { return c.log.level; }, {"debug", "info", "warn", "error"}}},
       {"log.file", StringKey{+[](Config& c) -> std::string& { return c.log.file; }, {}}},
+      {"log.format", StringKey{+[](Config& c) -> std::string& { return c.log.format; }, {"text", "json"}}},
       {"lmtp.listen", StringKey{+[](Config& c) -> std::string& { return c.lmtp.listen; }, {}, &CheckListen}},
       {"lmtp.unix_socket", StringKey{+[](Config& c) -> std::string& { return c.lmtp.unix_socket; }, {}}},
       {"lmtp.local_domains",

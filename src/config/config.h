@@ -68,6 +68,7 @@ struct Config {
   struct Log {
     std::string level = "info";  // "debug" | "info" | "warn" | "error"
     std::string file;            // "" = stderr
+    std::string format = "text";  // "text": TIMESTAMP LEVEL key=value ...; "json": one JSON object a line
   } log;
 };
 

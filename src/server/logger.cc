@@ -1,7 +1,12 @@
 #include "server/logger.h"
 
+#include <cctype>
 #include <chrono>
 #include <ctime>
+#include <set>
+#include <vector>
+
+#include "core/message_id.h"
 
 namespace holdfast {
 
@@ -12,7 +17,14 @@ Logger::Level Logger::ParseLevel(std::string_view s) {
   return kInfo;
 }
 
-Logger::Logger(Level level, std::string path) : level_(level), path_(std::move(path)) { Reopen(); }
+Logger::Logger(Level level, std::string path, bool json) : level_(level), json_(json), path_(std::move(path)) {
+  Reopen();
+}
+
+void Logger::set_json(bool json) {
+  std::lock_guard<std::mutex> g(mu_);
+  json_ = json;
+}
 
 Logger::~Logger() {
   if (out_ != stderr) std::fclose(out_);
@@ -42,11 +54,17 @@ void Logger::Log(Level level, std::string_view line) {
   int ms = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000);
   std::tm tm{};
   gmtime_r(&t, &tm);
-  char ts[32];
+  char ts[32], stamp[40];
   std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(stamp, sizeof stamp, "%s.%03dZ", ts, ms);
   std::lock_guard<std::mutex> l(mu_);
   if (level < level_) return;
-  std::fprintf(out_, "%s.%03dZ %s %.*s\n", ts, ms, kNames[level], static_cast<int>(line.size()), line.data());
+  if (json_) {
+    std::string j = FormatJson(stamp, kNames[level], line);
+    std::fprintf(out_, "%s\n", j.c_str());
+  } else {
+    std::fprintf(out_, "%s %s %.*s\n", stamp, kNames[level], static_cast<int>(line.size()), line.data());
+  }
   std::fflush(out_);
 }
 
@@ -59,6 +77,96 @@ std::string Kv(std::string_view v) {
     out += (u < 0x20 || u == 0x7f) ? '?' : c;
   }
   return quote ? "\"" + out + "\"" : out;
+}
+
+}  // namespace holdfast
+
+namespace holdfast {
+namespace {
+
+void JsonString(std::string_view v, std::string* out) {
+  *out += '"';
+  for (char c : v) {
+    auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      *out += '\\';
+      *out += c;
+    } else if (u < 0x20 || u == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", u);
+      *out += buf;
+    } else {
+      *out += c;  // bytes >= 0x80 pass through: log values are UTF-8 or ASCII
+    }
+  }
+  *out += '"';
+}
+
+// Splits a key=value line into words; a Kv-quoted value ("a b", with \"
+// and \\ escapes) stays one word, unquoted.
+std::vector<std::string> Words(std::string_view line) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && line[i] == ' ') ++i;
+    if (i >= line.size()) break;
+    std::string w;
+    bool quoted = false;
+    while (i < line.size() && (quoted || line[i] != ' ')) {
+      char c = line[i++];
+      if (c == '"') {
+        quoted = !quoted;
+      } else if (quoted && c == '\\' && i < line.size()) {
+        w += line[i++];
+      } else {
+        w += c;
+      }
+    }
+    out.push_back(std::move(w));
+  }
+  return out;
+}
+
+bool IsKey(std::string_view k) {
+  if (k.empty()) return false;
+  for (char c : k) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-')) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string FormatJson(std::string_view time, std::string_view level, std::string_view line) {
+  std::string out = "{\"time\":";
+  JsonString(time, &out);
+  out += ",\"level\":";
+  JsonString(level, &out);
+  std::set<std::string> seen{"time", "level", "msg"};
+  std::string msg;
+  for (const std::string& w : Words(line)) {
+    size_t eq = w.find('=');
+    if (eq != std::string::npos && IsKey(std::string_view(w).substr(0, eq))) {
+      std::string key = w.substr(0, eq);
+      if (!seen.insert(key).second) continue;
+      out += ',';
+      JsonString(key, &out);
+      out += ':';
+      JsonString(std::string_view(w).substr(eq + 1), &out);
+      continue;
+    }
+    if (w.size() == MessageId::kTextLength && MessageId::Parse(w) && seen.insert("id").second) {
+      out += ",\"id\":";
+      JsonString(w, &out);
+      continue;
+    }
+    msg += (msg.empty() ? "" : " ") + w;
+  }
+  if (!msg.empty()) {
+    out += ",\"msg\":";
+    JsonString(msg, &out);
+  }
+  return out + "}";
 }
 
 }  // namespace holdfast

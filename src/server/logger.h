@@ -1,5 +1,6 @@
 // Logger: one event a line, "TIMESTAMP LEVEL event key=value ...", to stderr
-// or a file (reopened on SIGHUP for log rotation). Thread-safe.
+// or a file (reopened on SIGHUP for log rotation). Thread-safe. With
+// log.format = "json" each line is a JSON object instead (FormatJson).
 #pragma once
 
 #include <cstdio>
@@ -14,7 +15,7 @@ class Logger {
   enum Level { kDebug, kInfo, kWarn, kError };
   static Level ParseLevel(std::string_view s);
 
-  Logger(Level level, std::string path);
+  Logger(Level level, std::string path, bool json = false);
   ~Logger();
   void Log(Level level, std::string_view line);
   void Info(std::string_view line) { Log(kInfo, line); }
@@ -22,10 +23,12 @@ class Logger {
   void Error(std::string_view line) { Log(kError, line); }
   void Reopen();
   void set_level(Level l);
+  void set_json(bool json);
 
  private:
   std::mutex mu_;
   Level level_;
+  bool json_ = false;
   std::string path_;
   FILE* out_ = stderr;
 };
@@ -33,5 +36,10 @@ class Logger {
 // A value for a key=value log field: quoted when it holds a space, '"' or
 // '=' (or is empty); control bytes become '?', so one event stays one line.
 std::string Kv(std::string_view v);
+
+// A log line as one JSON object: {"time", "level", then each key=value field
+// (values Kv-unquoted, as strings), "id" for the first bare MessageId word,
+// and the remaining bare words joined as "msg"}. Keys repeated: the first wins.
+std::string FormatJson(std::string_view time, std::string_view level, std::string_view line);
 
 }  // namespace holdfast

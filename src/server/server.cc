@@ -496,6 +496,7 @@ class Server {
     }
     opts_.config = std::move(fresh).value();
     log_.set_level(Logger::ParseLevel(opts_.config.log.level));
+    log_.set_json(opts_.config.log.format == "json");
     log_.Reopen();
     log_.Info("event=reloaded");
     NotifyServiceManager("READY=1");
@@ -526,7 +527,7 @@ class Server {
 }  // namespace
 
 int RunServer(ServeOptions opts) {
-  Logger log(Logger::ParseLevel(opts.config.log.level), opts.config.log.file);
+  Logger log(Logger::ParseLevel(opts.config.log.level), opts.config.log.file, opts.config.log.format == "json");
   log.Info("event=starting data=" + Kv(opts.data_dir));
   Server server(std::move(opts), log);
   return server.Run();
