@@ -39,12 +39,14 @@ struct KeySpec {
 
 Status CheckHostname(std::string_view h);
 Status CheckListen(std::string_view v);
+Status CheckUnixUser(std::string_view v);
 Status CheckDomain(std::string_view v);
 #define HF_INT(name, expr, lo, hi) {name, IntKey{+[](Config& c) -> int64_t& { return c.expr; }, lo, hi}}
 
 const std::vector<KeySpec>& Keys() {
   static const std::vector<KeySpec> keys = {
       {"hostname", StringKey{+[](Config& c) -> std::string& { return c.hostname; }, {}, &CheckHostname}},
+      {"user", StringKey{+[](Config& c) -> std::string& { return c.user; }, {}, &CheckUnixUser}},
       {"delivery.max_message_size",
        IntKey{+[](Config& c) -> int64_t& { return c.delivery.max_message_size; }, 1, (int64_t{1} << 30) - (int64_t{1} << 20)}},
       {"delivery.lock_timeout_ms",
@@ -102,6 +104,18 @@ Status CheckListen(std::string_view v) {
   if (std::stoul(std::string(v.substr(colon + 1))) > 65535) return Status::Invalid("port must be at most 65535");
   return Status::Ok();
 }
+
+// A Unix account name: what useradd accepts (letters, digits, '_', '-', '.'; not starting with '-').
+Status CheckUnixUser(std::string_view v) {
+  if (v.empty()) return Status::Ok();
+  if (v.size() > 32 || v[0] == '-') return Status::Invalid("must be a Unix user name (1 to 32 bytes, not starting with '-')");
+  for (char c : v) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'))
+      return Status::Invalid("must be a Unix user name (letters, digits, '_', '-', '.')");
+  }
+  return Status::Ok();
+}
+
 
 Status CheckDomain(std::string_view v) {
   if (v.empty() || v.size() > 253) return Status::Invalid("domains must be 1 to 253 bytes");

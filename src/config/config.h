@@ -18,6 +18,10 @@ namespace holdfast {
 struct Config {
   // Used in Maildir file names and trace headers. Default: gethostname(2).
   std::string hostname;
+  // `holdfast serve` started as root switches to this user once its ports
+  // are bound, before it touches the data directory (which it must own).
+  // "" = stay who it is (a warning when that is root).
+  std::string user;
 
   struct Delivery {
     int64_t max_message_size = 50 * 1024 * 1024;  // bytes, 1 .. 1 GiB (a spool record holds it whole)

@@ -1,6 +1,10 @@
 #include "server/server.h"
 
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
 #include <sysexits.h>
+#include <unistd.h>
 
 #include <asio.hpp>
 #include <atomic>
@@ -47,17 +51,23 @@ class Server {
       : opts_(std::move(opts)), log_(log), users_(PosixFs(), opts_.data_dir), signals_(io_, SIGTERM, SIGINT, SIGHUP) {}
 
   int Run() {
+    // Ports first (they may be privileged), then the switch to the
+    // configured user, then recovery: everything in DATA is touched as that
+    // user. Connections wait in the kernel's backlog until recovery is done.
+    if (Status s = Listen(); !s.ok()) {
+      log_.Error("event=startup_failed reason=" + Kv(s.ToString()));
+      return EX_UNAVAILABLE;
+    }
+    ListenMetrics();
+    if (Status s = DropPrivileges(); !s.ok()) {
+      log_.Error("event=startup_failed reason=" + Kv(s.ToString()));
+      return EX_CONFIG;
+    }
     if (Status s = Recover(); !s.ok()) {
       log_.Error("event=startup_failed reason=" + Kv(s.ToString()));
       return EX_TEMPFAIL;
     }
-    if (Status s = Listen(); !s.ok()) {
-      log_.Error("event=startup_failed reason=" + Kv(s.ToString()));
-      spool_->Stop(std::chrono::milliseconds(0));
-      return EX_UNAVAILABLE;
-    }
     WaitForSignal();
-    ListenMetrics();
     ready_ = true;
     log_.Info("event=ready");
     NotifyServiceManager("READY=1\nSTATUS=recovery done, accepting mail");
@@ -144,6 +154,38 @@ class Server {
     pop3_ = std::make_unique<Pop3Server>(io_, pool_, log_, opts_.data_dir, opts_.config, users_);
     pop3_->on_session_end = [this] { StopIfIdle(); };
     return pop3_->Start(opts_.pop3_listen);
+  }
+
+  // `user` in the configuration: from root to that account (groups, gid,
+  // uid), for good -- regaining root must fail. DATA must be its own.
+  Status DropPrivileges() {
+    const std::string& name = opts_.config.user;
+    if (name.empty()) {
+      if (::geteuid() == 0)
+        log_.Warn("event=running_as_root hint=" + Kv("set user = \"...\" in holdfast.toml to drop root once the ports are bound"));
+      return Status::Ok();
+    }
+    struct passwd pwd {};
+    struct passwd* pw = nullptr;
+    std::vector<char> buf(16384);
+    if (::getpwnam_r(name.c_str(), &pwd, buf.data(), buf.size(), &pw) != 0 || pw == nullptr)
+      return Status::Invalid("user = " + name + ": no such user");
+    if (::geteuid() != 0) {
+      if (::geteuid() == pw->pw_uid) return Status::Ok();
+      return Status::Invalid("user = " + name + ": cannot switch users without root (running as uid " +
+                             std::to_string(::geteuid()) + ")");
+    }
+    struct stat st {};
+    if (::stat(opts_.data_dir.c_str(), &st) == 0 && st.st_uid != pw->pw_uid)
+      return Status::Invalid("the data directory " + opts_.data_dir + " belongs to uid " + std::to_string(st.st_uid) +
+                             ", not to " + name + ": chown -R " + name + ": " + opts_.data_dir);
+    if (::initgroups(name.c_str(), pw->pw_gid) != 0) return Status::FromErrno("initgroups", errno);
+    if (::setgid(pw->pw_gid) != 0) return Status::FromErrno("setgid", errno);
+    if (::setuid(pw->pw_uid) != 0) return Status::FromErrno("setuid", errno);
+    if (::setuid(0) == 0) return Status::Invalid("could regain root after switching to " + name);
+    log_.Info("event=privileges_dropped user=" + Kv(name) + " uid=" + std::to_string(pw->pw_uid) +
+              " gid=" + std::to_string(pw->pw_gid));
+    return Status::Ok();
   }
 
   static double WallSeconds() {
