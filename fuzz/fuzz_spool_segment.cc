@@ -28,7 +28,7 @@ using holdfast::SpoolMessage;
 
 bool Same(const SpoolMessage& a, const SpoolMessage& b) {
   if (a.id != b.id || a.received_ms != b.received_ms || a.client != b.client || a.helo != b.helo ||
-      a.mail_from != b.mail_from || a.body != b.body || a.rcpts.size() != b.rcpts.size())
+      a.mail_from != b.mail_from || a.body != b.body || a.rcpts.size() != b.rcpts.size() || a.released != b.released)
     return false;
   for (size_t i = 0; i < a.rcpts.size(); ++i) {
     if (a.rcpts[i].address != b.rcpts[i].address || a.rcpts[i].user != b.rcpts[i].user ||
@@ -60,8 +60,15 @@ void CheckSegment(std::string_view bytes) {
     for (const auto& r : m.rcpts) Check(r.address.size() <= 4096 && r.user.size() <= 4096 && r.detail.size() <= 4096);
   }
   for (const auto& d : seg.done) {
-    Check(d.state == holdfast::RcptState::kDelivered || d.state == holdfast::RcptState::kAlreadyThere);
+    Check(d.state != holdfast::RcptState::kPending && static_cast<uint8_t>(d.state) <= 4);
   }
+  // The filter ledger: attempts name 1..4096 ids, outcomes one with 1..3.
+  for (const auto& ev : seg.filter_events) {
+    Check(!ev.ids.empty() && ev.ids.size() <= 4096 && ev.outcome <= 3 && ev.reason.size() <= 4096);
+    Check(ev.outcome == 0 || ev.ids.size() == 1);
+  }
+  // `order` lists every record once.
+  Check(seg.order.size() == seg.messages.size() + seg.done.size() + seg.filter_events.size());
   // The same input parsed twice gives the same result (no hidden state).
   auto again = holdfast::ParseSegment(bytes);
   Check(again.ok() && again->messages.size() == seg.messages.size() && again->done.size() == seg.done.size() &&
