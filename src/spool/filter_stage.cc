@@ -331,7 +331,7 @@ void Spool::RunFilterBatch(std::vector<Work>& batch) {
         break;
       case Verdict::Kind::kQuarantine:
         outcomes.push_back(OutcomeMark{w.entry.msg.id, FilterOutcome::kPassed, ""});
-        if (!QuarantineWork(w, "filter: " + v.reason)) requeue(w, opts_.retry_delay, 0, 0);
+        if (!QuarantineWork(w, v.reason)) requeue(w, opts_.retry_delay, 0, 0);
         break;
       case Verdict::Kind::kDiscard: {
         outcomes.push_back(OutcomeMark{w.entry.msg.id, FilterOutcome::kPassed, ""});
