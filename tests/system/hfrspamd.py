@@ -60,6 +60,8 @@ import subprocess
 import tempfile
 import time
 
+import hfsys  # noqa: E402  (beside this file; stop_group)
+
 RSPAMD = "/usr/bin/rspamd"
 RSPAMD_CONFDIR = "/etc/rspamd"
 TLD_FILE = "/usr/share/rspamd/effective_tld_names.dat"
@@ -322,21 +324,7 @@ class Rspamd:
     def stop(self):
         if self.proc is None:
             return
-        pgid = self.proc.pid  # start_new_session: the main process leads its own group
-        try:
-            self.proc.terminate()  # the main process stops its workers itself
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        for _ in range(50):  # no worker or helper may survive
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        hfsys.stop_group(self.proc)  # the main process stops its workers itself
         self.proc = None
         if self._out is not None:
             self._out.close()

@@ -135,6 +135,27 @@ def run_test(body, description=""):
 # Scratch directories and the mail user
 
 
+def stop_group(proc):
+    """SIGTERM a process that leads its own group (start_new_session), then
+    SIGKILL the group until no member is left, even if the leader died first
+    or hung; reaps the leader."""
+    pgid = proc.pid
+    try:
+        proc.terminate()
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+    for _ in range(50):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 class TempDir:
     """mkdtemp() that is world-traversable (Dovecot's login/auth processes and
     the mail user must reach inside) and removed on exit."""
@@ -454,23 +475,7 @@ service pop3-login {{
     def stop(self):
         if self.proc is None:
             return
-        pgid = self.proc.pid  # start_new_session: the master leads its own group
-        try:
-            self.proc.terminate()  # the master stops its children itself
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        # Children (auth, pop3, log, anvil, ...) share the group; make sure
-        # none survives, even if the master died first or hung.
-        for _ in range(50):
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        stop_group(self.proc)  # the master stops its children (auth, pop3, log, ...) itself
         self.proc = None
         if self._out is not None:
             self._out.close()
