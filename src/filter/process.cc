@@ -207,10 +207,10 @@ bool ContainsNoCase(std::string_view hay, std::string_view needle) {
 
 std::string ProcessResult::Describe(const ProcessLimits& limits) const {
   if (stdout_overflow) return "output over " + std::to_string(max_stdout) + " bytes";
-  if (timed_out) return "timeout after " + Seconds(timeout);
   if (OutOfMemory(limits)) {
     return limits.memory_bytes > 0 ? "memory limit (" + Mib(limits.memory_bytes) + ")" : "memory exhausted";
   }
+  if (timed_out) return "timeout after " + Seconds(timeout);
   if (signal != 0) {
     const char* abbrev = ::sigabbrev_np(signal);
     std::string s = "signal " + std::to_string(signal) + " (SIG" + (abbrev != nullptr ? abbrev : "?") + ")";
@@ -222,10 +222,14 @@ std::string ProcessResult::Describe(const ProcessLimits& limits) const {
 }
 
 bool ProcessResult::OutOfMemory(const ProcessLimits& limits) const {
-  if (ok() || timed_out || stdout_overflow) return false;
+  if (ok() || stdout_overflow) return false;
+  const bool said = ContainsNoCase(err, "memoryerror") || ContainsNoCase(err, "cannot allocate memory") ||
+                    ContainsNoCase(err, "bad_alloc") || ContainsNoCase(err, "out of memory");
+  // An allocation that failed and then a process too slow to die (a long
+  // traceback on a loaded machine) is still the memory limit's doing.
+  if (timed_out) return said;
   if (limits.memory_bytes > 0 && max_rss_bytes >= limits.memory_bytes / 2) return true;
-  return ContainsNoCase(err, "memoryerror") || ContainsNoCase(err, "cannot allocate memory") ||
-         ContainsNoCase(err, "bad_alloc") || ContainsNoCase(err, "out of memory");
+  return said;
 }
 
 Result<ProcessResult> RunProcess(const ProcessSpec& spec) {

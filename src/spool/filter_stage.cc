@@ -280,6 +280,12 @@ void Spool::RunFilterBatch(std::vector<Work>& batch) {
   spec.argv = opts_.worker_argv;
   spec.input = input;
   spec.limits = ProcessLimits{opts_.filters.memory_bytes, opts_.filters.cpu_seconds, opts_.filters.open_files};
+#if defined(__SANITIZE_ADDRESS__)
+  // An AddressSanitizer build reserves terabytes of shadow address space as
+  // it starts: the worker (this binary) cannot run under RLIMIT_AS at all.
+  // The commands it runs still get the limit.
+  spec.limits.memory_bytes = 0;
+#endif
   // The worker times each step out itself; this catches a worker that hangs.
   spec.timeout = per_message * static_cast<int64_t>(run.size()) + std::chrono::seconds(10);
   spec.max_stdout = 2 * input.size() + (16u << 20);
