@@ -5,7 +5,7 @@
 // Promises (MISSION.md):
 //  - A Delivery is durable before Commit() returns, and whole or invisible
 //    at every instant: written in tmp/, fdatasync'ed, renamed into new/,
-//    new/ fsync'ed (seed 001).
+//    new/ fsync'ed (seed 001) -- or cur/ with flags, for an import.
 //  - UIDs only grow and are never reused; listings come from the index, kept
 //    in step with other Maildir tools' renames without losing a message to a
 //    readdir race (seed 004).
