@@ -11,7 +11,6 @@
 #include "cli/commands.h"
 #include "migrate/maildir_import.h"
 #include "migrate/mbox_import.h"
-#include "users/users_file.h"
 
 namespace holdfast::cli {
 namespace {
