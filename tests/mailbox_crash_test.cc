@@ -45,7 +45,9 @@ TEST(MailboxCrash, DeliverNextToExistingMail) {
 
 // The spool's path: several deliveries committed together with shared
 // syncs (data of all, one index sync, renames, one new/ sync).
-void DeliverBatchRecorded(SimFs& fs, Outcome& o, const std::vector<std::string>& messages) {
+// `place`, if given, sets each delivery's placement (new/ or cur/ + flags).
+void DeliverBatchRecorded(SimFs& fs, Outcome& o, const std::vector<std::string>& messages,
+                          const std::function<void(Delivery&, size_t)>& place = {}) {
   auto box = Mailbox::Open(fs, kBox, TestOptions());
   if (!box.ok()) return;
   std::vector<std::unique_ptr<Delivery>> ds;
@@ -54,6 +56,7 @@ void DeliverBatchRecorded(SimFs& fs, Outcome& o, const std::vector<std::string>&
     if (!d.ok()) return;
     o.maybe[(*d)->id().ToString()] = bytes;
     if (!(*d)->Write(bytes).ok()) return;
+    if (place) place(**d, ds.size());
     ds.push_back(std::move(d).value());
   }
   std::vector<Delivery*> ptrs;
@@ -72,6 +75,39 @@ TEST(MailboxCrash, BatchDeliverySharingSyncs) {
                        DeliverBatchRecorded(fs, o, {Msg(2), Msg(3), Msg(4)});
                        DeliverBatchRecorded(fs, o, {Msg(5), Msg(6)});
                      });
+}
+
+// An import keeping flags: a batch placed partly in new/, partly in cur/
+// with flags (Delivery::SetPlacement): cur/ is synced too before the ack.
+TEST(MailboxCrash, BatchDeliveryIntoCurWithFlags) {
+  ForEveryCrashPoint([](SimFs& fs, Outcome& o) { DeliverAcked(fs, o, Msg(1)); },
+                     [](SimFs& fs, Outcome& o) {
+                       DeliverBatchRecorded(fs, o, {Msg(2), Msg(3), Msg(4)}, [](Delivery& d, size_t i) {
+                         if (i > 0) d.SetPlacement(MaildirDir::kCur, i == 1 ? "S" : "SR");
+                       });
+                       DeliverBatchRecorded(fs, o, {Msg(5)},
+                                            [](Delivery& d, size_t) { d.SetPlacement(MaildirDir::kCur, ""); });
+                     });
+}
+
+TEST(MailboxCrash, FlagsOfPlacedDeliveries) {
+  SimFs fs;
+  Outcome o;
+  MakeBox(fs);
+  DeliverBatchRecorded(fs, o, {Msg(1), Msg(2), Msg(3)}, [](Delivery& d, size_t i) {
+    if (i == 1) d.SetPlacement(MaildirDir::kCur, "TSxS");  // sorted, once each, A-Z only
+    if (i == 2) d.SetPlacement(MaildirDir::kCur, "");
+  });
+  auto list = CheckInvariants(fs, o, "placed");
+  ASSERT_EQ(list.size(), 3u);
+  EXPECT_EQ(list[0].dir, MaildirDir::kNew);
+  EXPECT_EQ(list[0].name.find(':'), std::string::npos);
+  EXPECT_EQ(list[1].dir, MaildirDir::kCur);
+  EXPECT_EQ(list[1].Flags(), "ST");
+  EXPECT_TRUE(list[1].name.ends_with(":2,ST")) << list[1].name;
+  EXPECT_EQ(list[2].dir, MaildirDir::kCur);
+  EXPECT_TRUE(list[2].name.ends_with(":2,")) << list[2].name;
+  EXPECT_TRUE(fs.ReadFile(list[1].Path(kBox)).ok());
 }
 
 TEST(MailboxCrash, ListAfterDeliveryMakesUidsDurable) {

@@ -19,6 +19,7 @@ void AddFsckCommand(CLI::App& app, Runner* run);
 void AddServeCommand(CLI::App& app, Runner* run);
 void AddQueueCommand(CLI::App& app, Runner* run);
 void AddImportCommand(CLI::App& app, Runner* run);
+void AddExportCommand(CLI::App& app, Runner* run);
 void AddFilterWorkerCommand(CLI::App& app, Runner* run);  // hidden: run by serve
 
 }  // namespace holdfast::cli

@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <vector>
 
+#include "users/users_file.h"
+
 namespace holdfast::cli {
 
 Context::Context(GlobalOptions opts) : opts_(std::move(opts)) {
@@ -73,6 +75,28 @@ int ExitCodeFor(const Status& s) {
     case Status::Kind::kInvalid: return EX_DATAERR;
     default: return EX_TEMPFAIL;
   }
+}
+
+std::optional<UserName> FindExistingUser(Context& ctx, const std::string& cmd, const std::string& name, int* rc) {
+  auto user = UserName::Parse(name);
+  if (!user.ok()) {
+    PrintError(cmd, "no such user '" + name + "' (" + user.status().message() + ")");
+    *rc = EX_NOUSER;
+    return std::nullopt;
+  }
+  UsersFile users(ctx.fs(), ctx.data_dir());
+  auto found = users.Find(*user);
+  if (!found.ok()) {
+    PrintError(cmd, "cannot read the users file: " + found.status().message());
+    *rc = EX_TEMPFAIL;
+    return std::nullopt;
+  }
+  if (!found->has_value()) {
+    PrintError(cmd, "no such user '" + user->str() + "'");
+    *rc = EX_NOUSER;
+    return std::nullopt;
+  }
+  return *user;
 }
 
 }  // namespace holdfast::cli

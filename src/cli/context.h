@@ -10,6 +10,7 @@
 #include <sysexits.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "config/config.h"
@@ -46,6 +47,10 @@ class Context {
   std::string data_dir_;
   Config config_;
 };
+
+// The user named on the command line if the users file has it; else prints
+// why ("holdfast <cmd>: no such user ...") and sets *rc (EX_NOUSER, EX_TEMPFAIL).
+std::optional<UserName> FindExistingUser(Context& ctx, const std::string& cmd, const std::string& name, int* rc);
 
 // One line on stderr: "holdfast <cmd>: <message>".
 void PrintError(const std::string& cmd, const std::string& message);

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   AddServeCommand(app, &run);
   AddQueueCommand(app, &run);
   AddImportCommand(app, &run);
+  AddExportCommand(app, &run);
   AddFilterWorkerCommand(app, &run);
 
   try {

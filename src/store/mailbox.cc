@@ -131,6 +131,15 @@ Status Delivery::Write(std::string_view chunk) {
   return Status::Ok();
 }
 
+void Delivery::SetPlacement(MaildirDir dir, std::string_view flags) {
+  dir_ = dir;
+  flags_.clear();
+  if (dir != MaildirDir::kCur) return;  // new/ names carry no info part
+  for (char c = 'A'; c <= 'Z'; ++c) {
+    if (flags.find(c) != std::string_view::npos) flags_ += c;
+  }
+}
+
 Result<DeliveredMessage> Delivery::Commit() {
   if (done_) return Status::Invalid("delivery already finished");
   auto r = std::move(box_->CommitAll({this})[0]);
@@ -568,6 +577,7 @@ std::vector<Result<DeliveredMessage>> Mailbox::CommitAll(const std::vector<Deliv
     return out;
   };
   std::vector<DeliveredMessage> made;
+  bool touched[2] = {false, false};  // new/, cur/: which directories get an entry
   {
     auto lock = LockAndLoad();
     if (!lock.ok()) return fail_all(lock.status());
@@ -584,12 +594,13 @@ std::vector<Result<DeliveredMessage>> Mailbox::CommitAll(const std::vector<Deliv
       m.id = d.id_;
       m.size = d.size_;
       m.name = FinalName(d.tmp_name_, d.size_, d.size_ + d.bare_lf_, m.uid);
+      if (d.dir_ == MaildirDir::kCur) m.name += ":2," + d.flags_;
       IndexRecord add;
       add.type = RecordType::kAdd;
       add.uid = m.uid;
       add.entry.uid = m.uid;
       add.entry.id = d.id_;
-      add.entry.dir = MaildirDir::kNew;
+      add.entry.dir = d.dir_;
       add.entry.name = m.name;
       add.entry.size = d.size_;
       add.entry.vsize = d.size_ + d.bare_lf_;
@@ -602,12 +613,17 @@ std::vector<Result<DeliveredMessage>> Mailbox::CommitAll(const std::vector<Deliv
     uid_floor_ = made.back().uid;
     for (size_t k = 0; k < live.size(); ++k) {
       Delivery& d = *ds[live[k]];
-      Status r = fs_.Rename(Path("tmp/" + d.tmp_name_), Path("new/" + made[k].name));
-      if (r.ok()) d.done_ = true;  // the file is in new/ now: nothing to remove on failure
+      Status r = fs_.Rename(Path("tmp/" + d.tmp_name_),
+                            Path(std::string(SubdirName(d.dir_)) + "/" + made[k].name));
+      touched[static_cast<int>(d.dir_)] = true;
+      if (r.ok()) d.done_ = true;  // the file is in new/ (cur/) now: nothing to remove on failure
       out[live[k]] = r.ok() ? Result<DeliveredMessage>(made[k]) : Result<DeliveredMessage>(r);
     }
   }
-  Status dir = fs_.SyncDir(Path("new"));
+  Status dir;
+  for (MaildirDir where : {MaildirDir::kNew, MaildirDir::kCur}) {
+    if (dir.ok() && touched[static_cast<int>(where)]) dir = fs_.SyncDir(Path(SubdirName(where)));
+  }
   if (!dir.ok()) {
     for (size_t i : live) {
       if (out[i].ok()) out[i] = dir;

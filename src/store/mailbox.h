@@ -5,7 +5,7 @@
 // Promises (MISSION.md):
 //  - A Delivery is durable before Commit() returns, and whole or invisible
 //    at every instant: written in tmp/, fdatasync'ed, renamed into new/,
-//    new/ fsync'ed (seed 001).
+//    new/ fsync'ed (seed 001) -- or cur/ with flags, for an import.
 //  - UIDs only grow and are never reused; listings come from the index, kept
 //    in step with other Maildir tools' renames without losing a message to a
 //    readdir race (seed 004).
@@ -54,6 +54,10 @@ class Delivery {
   Delivery& operator=(const Delivery&) = delete;
 
   Status Write(std::string_view chunk);
+  // Where the commit puts the message: new/ (the default, no flags) or cur/
+  // with Maildir flags (":2,FLAGS"; only A-Z are kept, sorted, once each) --
+  // for an import that keeps the source's seen/replied/... state.
+  void SetPlacement(MaildirDir dir, std::string_view flags);
   // Durable and visible when this returns ok; the Delivery is done either way.
   Result<DeliveredMessage> Commit();
   const MessageId& id() const { return id_; }
@@ -69,6 +73,8 @@ class Delivery {
   std::string tmp_name_;
   std::unique_ptr<File> file_;
   uint64_t size_ = 0;
+  MaildirDir dir_ = MaildirDir::kNew;
+  std::string flags_;
   uint64_t bare_lf_ = 0;
   bool last_was_cr_ = false;
   Sha256 sha_;
@@ -104,7 +110,8 @@ class Mailbox {
   Result<std::unique_ptr<Delivery>> BeginDelivery(std::optional<MessageId> id = std::nullopt);
   // Commits several deliveries into this mailbox with shared syncs: every
   // file's data (concurrently), one index sync for all their Add records,
-  // the renames, one sync of new/ — K+2 syncs for K messages instead of 3K.
+  // the renames, one sync of new/ (and of cur/ if a placement asked for it)
+  // — K+2 syncs for K messages instead of 3K.
   // One result per delivery, each as Delivery::Commit() would give it; a
   // delivery whose result is not ok is left to its owner to drop.
   std::vector<Result<DeliveredMessage>> CommitAll(const std::vector<Delivery*>& ds);
