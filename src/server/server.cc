@@ -54,19 +54,17 @@ class Server {
     // Ports first (they may be privileged), then the switch to the
     // configured user, then recovery: everything in DATA is touched as that
     // user. Connections wait in the kernel's backlog until recovery is done.
-    if (Status s = Listen(); !s.ok()) {
+    // A start that fails closes what it opened while io_ still exists (the
+    // POP3 listeners outlive it otherwise: Pop3Server is declared first).
+    auto fail = [this](const Status& s, int code) {
       log_.Error("event=startup_failed reason=" + Kv(s.ToString()));
-      return EX_UNAVAILABLE;
-    }
+      if (pop3_) pop3_->Close();
+      return code;
+    };
+    if (Status s = Listen(); !s.ok()) return fail(s, EX_UNAVAILABLE);
     ListenMetrics();
-    if (Status s = DropPrivileges(); !s.ok()) {
-      log_.Error("event=startup_failed reason=" + Kv(s.ToString()));
-      return EX_CONFIG;
-    }
-    if (Status s = Recover(); !s.ok()) {
-      log_.Error("event=startup_failed reason=" + Kv(s.ToString()));
-      return EX_TEMPFAIL;
-    }
+    if (Status s = DropPrivileges(); !s.ok()) return fail(s, EX_CONFIG);
+    if (Status s = Recover(); !s.ok()) return fail(s, EX_TEMPFAIL);
     WaitForSignal();
     ready_ = true;
     log_.Info("event=ready");
