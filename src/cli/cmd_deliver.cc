@@ -90,6 +90,7 @@ int Deliver(Context& ctx, const DeliverArgs& args) {
     first->append(*more);
   }
 
+  const std::string message_id = HeaderValue(*first, "Message-ID");
   auto box = ctx.OpenMailbox(*user);
   if (!box.ok()) {
     PrintError(cmd, "cannot open the mailbox of '" + user->str() + "': " + box.status().message());
@@ -130,6 +131,19 @@ int Deliver(Context& ctx, const DeliverArgs& args) {
     PrintError(cmd, "delivery failed, nothing delivered: " + done.status().message());
     return EX_TEMPFAIL;
   }
+  const std::string id = done->id.ToString();
+  ctx.Record({Event("received", id)
+                  .Add("client", "local")
+                  .Add("via", "holdfast deliver")
+                  .Add("from", sender)
+                  .Add("to", user->str())
+                  .Add("size", std::to_string(body))
+                  .Add("message_id", message_id),
+              Event("delivered", id)
+                  .Add("user", user->str())
+                  .Add("folder", "")
+                  .Add("uid", std::to_string(done->uid))
+                  .Add("file", done->name)});
   return EX_OK;
 }
 

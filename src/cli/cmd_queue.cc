@@ -163,6 +163,7 @@ int QuarantineAct(Context& ctx, const QueueArgs& args, bool release) {
                                                          : s.message());
     return s.kind() == Status::Kind::kNotFound ? EX_NOUSER : ExitCodeFor(s);
   }
+  ctx.Record({Event(release ? "release_requested" : "quarantine_deleted", id->ToString()).Add("by", Who())});
   std::cout << id->ToString()
             << (release ? ": released; the server delivers it (filters skipped) within seconds, or at its next start\n"
                         : ": deleted (recorded in quarantine/audit.log)\n");

@@ -20,6 +20,7 @@ void AddServeCommand(CLI::App& app, Runner* run);
 void AddQueueCommand(CLI::App& app, Runner* run);
 void AddImportCommand(CLI::App& app, Runner* run);
 void AddExportCommand(CLI::App& app, Runner* run);
+void AddTraceCommand(CLI::App& app, Runner* run);
 void AddFilterWorkerCommand(CLI::App& app, Runner* run);  // hidden: run by serve
 
 }  // namespace holdfast::cli

@@ -65,6 +65,23 @@ Result<std::unique_ptr<Mailbox>> Context::OpenMailbox(const UserName& user) {
   return Mailbox::Open(fs(), MailboxDir(user), MailboxOpts());
 }
 
+void Context::Record(std::vector<Event> events) {
+  if (!events_ && !events_failed_) {
+    EventLog::Options o;
+    o.retention_days = config_.events.retention_days;
+    o.sync_interval = std::chrono::milliseconds(config_.events.sync_interval_ms);
+    auto opened = EventLog::Open(fs(), JoinPath(data_dir_, EventLog::kDirName), o);
+    if (opened.ok()) {
+      events_ = std::move(opened).value();
+    } else {
+      events_failed_ = true;
+      std::fprintf(stderr, "holdfast: warning: no event log for `holdfast trace`: %s\n",
+                   opened.status().ToString().c_str());
+    }
+  }
+  if (events_) events_->Append(std::move(events));
+}
+
 void PrintError(const std::string& cmd, const std::string& message) {
   std::fprintf(stderr, "holdfast %s: %s\n", cmd.c_str(), message.c_str());
 }

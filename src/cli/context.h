@@ -14,6 +14,7 @@
 #include <string>
 
 #include "config/config.h"
+#include "events/event_log.h"
 #include "fs/fs.h"
 #include "store/mailbox.h"
 #include "users/user_name.h"
@@ -41,11 +42,17 @@ class Context {
   Status EnsureLayout();
   // Creates the user's Maildir if needed and opens it (running recovery).
   Result<std::unique_ptr<Mailbox>> OpenMailbox(const UserName& user);
+  // Records events for `holdfast trace` (DATA/events). A command's work does
+  // not fail for want of it: a log that cannot be opened is reported once on
+  // stderr and the events are dropped.
+  void Record(std::vector<Event> events);
 
  private:
   GlobalOptions opts_;
   std::string data_dir_;
   Config config_;
+  std::unique_ptr<EventLog> events_;
+  bool events_failed_ = false;
 };
 
 // The user named on the command line if the users file has it; else prints

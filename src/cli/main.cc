@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   AddQueueCommand(app, &run);
   AddImportCommand(app, &run);
   AddExportCommand(app, &run);
+  AddTraceCommand(app, &run);
   AddFilterWorkerCommand(app, &run);
 
   try {

@@ -69,6 +69,11 @@ struct Config {
   struct Metrics {
     std::string listen = "127.0.0.1:9925";  // ADDR:PORT, "" for none
   } metrics;
+  // The event log `holdfast trace` reads (docs/events.md).
+  struct Events {
+    int64_t retention_days = 30;     // whole days of events kept; 0 keeps them forever
+    int64_t sync_interval_ms = 1000;  // fdatasync at most this long after an event; 0: at once
+  } events;
   struct Log {
     std::string level = "info";  // "debug" | "info" | "warn" | "error"
     std::string file;            // "" = stderr

@@ -17,4 +17,9 @@ struct TraceOptions {
 std::string TraceHeaders(std::string_view message_start, std::string_view sender, std::string_view recipient,
                          TraceOptions opts);
 
+// The unfolded value of the first header field `name` (case-insensitive) in
+// the message's header section, whitespace trimmed; "" if there is none.
+// Reads at most the first 64 KiB (for the event log's message_id).
+std::string HeaderValue(std::string_view message, std::string_view name);
+
 }  // namespace holdfast

@@ -50,14 +50,15 @@ Result<std::unique_ptr<File>> Maildrop::OpenMessage(size_t n) {
   return Status::NotFound("message " + std::to_string(n) + " was removed by another program");
 }
 
-Status Maildrop::Commit(const std::vector<size_t>& numbers) {
+Status Maildrop::Commit(const std::vector<size_t>& numbers,
+                        const std::function<void(const std::vector<MessageId>&)>& committed) {
   std::vector<ExpungeTarget> targets;
   for (size_t n : numbers) {
     if (n == 0 || n > entries_.size()) return Status::Invalid("no message " + std::to_string(n));
     targets.push_back(ExpungeTarget{entries_[n - 1].uid, entries_[n - 1].id});
   }
   if (targets.empty()) return Status::Ok();
-  return box_->Expunge(targets);
+  return box_->Expunge(targets, committed);
 }
 
 }  // namespace holdfast::pop3

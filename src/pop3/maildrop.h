@@ -11,6 +11,7 @@
 // is not touched. Blocking file I/O: the server runs these off its event loop.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,6 +43,8 @@ class Maildrop {
   // new/ -> cur/ renames: it is derived from the file's base name).
   std::vector<MessageInfo> Listing() const;
   size_t count() const { return entries_.size(); }
+  // The MessageId of message `n` (1-based, n <= count()).
+  const MessageId& IdOf(size_t n) const { return entries_[n - 1].id; }
 
   // The open file of message `n` (1-based), found again by UID if another
   // Maildir tool renamed it since the snapshot. kNotFound if it is gone.
@@ -49,7 +52,9 @@ class Maildrop {
 
   // The UPDATE state: removes messages `numbers` (1-based) durably; ok only
   // once every one of them is gone for good.
-  Status Commit(const std::vector<size_t>& numbers);
+  // `committed` as for Mailbox::Expunge: told once the deletions are certain.
+  Status Commit(const std::vector<size_t>& numbers,
+                const std::function<void(const std::vector<MessageId>&)>& committed = {});
 
  private:
   Maildrop(Fs& fs, std::unique_ptr<FileLock> lock, std::unique_ptr<Mailbox> box, std::vector<IndexEntry> entries)

@@ -96,6 +96,9 @@ std::string RenderMetrics(const MetricsSnapshot& m) {
         d(m.recovery_actions));
   w.One("holdfast_recovery_spool_replayed_total", "counter", "Spool messages replayed at start.",
         d(m.spool_replayed));
+  w.One("holdfast_events_written_total", "counter", "Events appended to the trace's event log.", d(m.events_written));
+  w.One("holdfast_event_log_errors_total", "counter", "Events the event log could not write (mail flowed on).",
+        d(m.event_errors));
   return w.Take();
 }
 

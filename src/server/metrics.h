@@ -21,6 +21,7 @@ struct MetricsSnapshot {
   size_t pop3_sessions = 0;
   Pop3Server::Counters pop3;
   uint64_t recovered_mailboxes = 0, recovery_actions = 0, spool_replayed = 0;
+  uint64_t events_written = 0, event_errors = 0;  // the trace's event log
 };
 
 std::string RenderMetrics(const MetricsSnapshot& m);

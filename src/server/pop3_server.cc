@@ -1,5 +1,7 @@
 #include "server/pop3_server.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "pop3/dot_stuff.h"
@@ -378,6 +380,7 @@ awaitable<void> Pop3Server::Serve(tcp::socket sock, bool implicit_tls) {
   o.tls_active = implicit_tls;
   o.allow_plaintext_auth = loopback || config_.pop3.allow_plaintext_auth;
   pop3::Session session(o, pop3::Limits{});
+  const std::string session_id = "pop3-" + std::to_string(getpid()) + "." + std::to_string(id);
   std::unique_ptr<pop3::Maildrop> drop;
   std::string user;
   size_t retrieved = 0, deleted = 0;
@@ -445,6 +448,13 @@ awaitable<void> Pop3Server::Serve(tcp::socket sock, bool implicit_tls) {
           }
           ++retrieved;
           ++counters_.retrieved;
+          if (events_ && result == pop3::RetrieveResult::kSent) {
+            events_->Append(Event("retrieved", drop->IdOf(ev.message).ToString())
+                                .Add("user", user)
+                                .Add("client", peer)
+                                .Add("session", session_id)
+                                .Add("command", ev.top_lines ? "TOP" : "RETR"));
+          }
           ev = session.CompleteRetrieve(result, &out);
           break;
         }
@@ -460,7 +470,21 @@ awaitable<void> Pop3Server::Serve(tcp::socket sock, bool implicit_tls) {
         case pop3::Event::Kind::kQuit: {
           // UPDATE: the deletions are durable before "+OK" (RFC 1939 section 6).
           std::vector<size_t> marked = ev.deleted;
-          auto commit = [&drop, marked] { return drop ? drop->Commit(marked) : Status::Ok(); };
+          // Recorded the moment the deletions are certain (their request
+          // durable): a crash after it cannot bring the messages back.
+          auto committed = [this, &user, &peer, &session_id](const std::vector<MessageId>& ids) {
+            if (!events_) return;
+            std::vector<Event> events;
+            for (const MessageId& gone : ids) {
+              events.push_back(Event("deleted", gone.ToString())
+                                   .Add("user", user)
+                                   .Add("client", peer)
+                                   .Add("session", session_id)
+                                   .Add("by", "pop3"));
+            }
+            events_->Append(std::move(events));
+          };
+          auto commit = [&drop, marked, &committed] { return drop ? drop->Commit(marked, committed) : Status::Ok(); };
           Status s = co_await OnPool(pool_, std::move(commit));
           deleted = s.ok() ? marked.size() : 0;
           counters_.deleted += deleted;

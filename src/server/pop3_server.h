@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "events/event_log.h"
 #include "pop3/maildrop.h"
 #include "pop3/pop3_session.h"
 #include "server/logger.h"
@@ -48,6 +49,8 @@ class Pop3Server {
     uint64_t sessions = 0, logins_ok = 0, logins_failed = 0, logins_other = 0, retrieved = 0, deleted = 0;
   };
   const Counters& counters() const { return counters_; }
+  // Retrievals and deletions go into the trace's event log (before Start).
+  void set_events(EventLog* events) { events_ = events; }
   // Runs after each session ends (the server stops once none is left).
   std::function<void()> on_session_end;
 
@@ -93,6 +96,7 @@ class Pop3Server {
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
   size_t sessions_ = 0;
   Counters counters_;
+  EventLog* events_ = nullptr;
   std::map<std::string, size_t> per_ip_;  // open sessions per client address
   struct Failures {
     unsigned count = 0;

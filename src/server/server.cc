@@ -88,6 +88,11 @@ class Server {
     HF_RETURN_IF_ERROR(fs.EnsureDir(opts_.data_dir));
     const std::string mail = JoinPath(opts_.data_dir, "mail");
     HF_RETURN_IF_ERROR(fs.EnsureDir(mail));
+    EventLog::Options eo;
+    eo.retention_days = opts_.config.events.retention_days;
+    eo.sync_interval = std::chrono::milliseconds(opts_.config.events.sync_interval_ms);
+    HF_ASSIGN_OR_RETURN(events_, EventLog::Open(fs, JoinPath(opts_.data_dir, EventLog::kDirName), eo));
+    if (pop3_) pop3_->set_events(events_.get());
     HF_ASSIGN_OR_RETURN(auto users, fs.ReadDir(mail));
     MailboxOptions mo;
     mo.hostname = opts_.config.hostname;
@@ -104,6 +109,11 @@ class Server {
         log_.Info("event=recovered mailbox=" + Kv(u) + " action=" + Kv(line));
         ++recovery_actions_;
       }
+      std::vector<Event> finished;
+      for (const MessageId& id : (*box)->recovery_expunged()) {
+        finished.push_back(Event("deleted", id.ToString()).Add("user", u).Add("by", "recovery"));
+      }
+      events_->Append(std::move(finished));
       ++recovered;
     }
     Spool::Options so;
@@ -112,6 +122,7 @@ class Server {
     so.mailbox = mo;
     so.trace = TraceOptions{opts_.config.delivery.add_return_path, opts_.config.delivery.add_delivered_to};
     so.log_line = [this](const std::string& l) { log_.Info("event=spool " + l); };
+    so.events = events_.get();
     // Filter workers are this same binary, reading the same configuration.
     so.filters = opts_.config.filters;
     so.worker_argv = {"/proc/self/exe", "--data", opts_.data_dir};
@@ -237,6 +248,8 @@ class Server {
     m.recovered_mailboxes = recovered_mailboxes_;
     m.recovery_actions = recovery_actions_;
     m.spool_replayed = m.spool.replayed;
+    m.events_written = events_ ? events_->appended() : 0;
+    m.event_errors = events_ ? events_->errors() : 0;
     return m;
   }
 
@@ -545,6 +558,7 @@ class Server {
   ServeOptions opts_;
   Logger& log_;
   UsersCache users_;
+  std::unique_ptr<EventLog> events_;  // outlives everything that writes to it
   // Before io_: destroying io_ destroys suspended sessions, whose clean-up
   // still touches pop3_; Run() joins the pool before that.
   asio::thread_pool pool_{2};

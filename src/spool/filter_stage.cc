@@ -61,6 +61,9 @@ bool Spool::QuarantineWork(Work& w, const std::string& reason) {
   }
   Log("quarantined " + w.entry.msg.id.ToString() + " failures=" + std::to_string(w.ledger.failures) +
       " reason=\"" + reason + "\"");
+  Record(Event("quarantined", w.entry.msg.id.ToString())
+             .Add("reason", reason)
+             .Add("failures", std::to_string(w.ledger.failures)));
   std::lock_guard<std::mutex> l(mu_);
   RetireLocked(w, RcptState::kQuarantined);
   ++stats_.quarantined;
@@ -79,6 +82,7 @@ void Spool::AdmitReplayed(std::vector<SpoolEntry> unretired) {
     // Its quarantine entry is durable but the spool's Done was not.
     if (!w.entry.msg.released && quarantine_->Has(w.entry.msg.id)) {
       Log("spool replay: " + w.entry.msg.id.ToString() + " is in the quarantine already");
+      Record(Event("replayed", w.entry.msg.id.ToString()).Add("action", "found in the quarantine already"));
       RetireLocked(w, RcptState::kQuarantined);
       continue;
     }
@@ -217,6 +221,9 @@ void Spool::RunFilterBatch(std::vector<Work>& batch) {
     outcomes.push_back(OutcomeMark{w.entry.msg.id, FilterOutcome::kFailed, reason});
     Log("filter " + w.entry.msg.id.ToString() + " failed (" + std::to_string(w.ledger.failures) + "/" +
         std::to_string(k) + "): " + reason);
+    Record(Event("filter_failed", w.entry.msg.id.ToString())
+               .Add("reason", reason)
+               .Add("failures", std::to_string(w.ledger.failures) + "/" + std::to_string(k)));
     {
       std::lock_guard<std::mutex> l(mu_);
       ++stats_.filter_failures;
@@ -329,6 +336,8 @@ void Spool::RunFilterBatch(std::vector<Work>& batch) {
         outcomes.push_back(OutcomeMark{w.entry.msg.id, FilterOutcome::kPassed, ""});
         Log("filtered " + id + " verdict=deliver" + (v.folder.empty() ? "" : " folder=" + v.folder) +
             (v.trail.empty() ? "" : " trail=\"" + v.trail + "\""));
+        Record(Event("filtered", id).Add("verdict", "deliver").Add("folder", v.folder).Add("steps", v.trail)
+                   .Add("rewritten", v.rewritten ? "yes" : "no"));
         w.folder = v.folder;
         w.rewritten = v.rewritten;
         w.filtered = std::move(v.body);
@@ -337,11 +346,13 @@ void Spool::RunFilterBatch(std::vector<Work>& batch) {
         break;
       case Verdict::Kind::kQuarantine:
         outcomes.push_back(OutcomeMark{w.entry.msg.id, FilterOutcome::kPassed, ""});
+        Record(Event("filtered", id).Add("verdict", "quarantine").Add("reason", v.reason).Add("steps", v.trail));
         if (!QuarantineWork(w, v.reason)) requeue(w, opts_.retry_delay, 0, 0);
         break;
       case Verdict::Kind::kDiscard: {
         outcomes.push_back(OutcomeMark{w.entry.msg.id, FilterOutcome::kPassed, ""});
         Log("discarded " + id + " from=<" + w.entry.msg.mail_from + "> reason=\"" + v.reason + "\"");
+        Record(Event("filtered", id).Add("verdict", "discard").Add("reason", v.reason).Add("steps", v.trail));
         std::lock_guard<std::mutex> l(mu_);
         RetireLocked(w, RcptState::kDiscarded);
         ++stats_.discarded;
@@ -351,6 +362,7 @@ void Spool::RunFilterBatch(std::vector<Work>& batch) {
         outcomes.push_back(OutcomeMark{w.entry.msg.id, FilterOutcome::kTempFail, v.reason});
         Log("filter " + id + " temporary failure, retry in " + std::to_string(opts_.filters.tempfail_delay.count()) +
             " ms: " + v.reason);
+        Record(Event("filtered", id).Add("verdict", "tempfail").Add("reason", v.reason).Add("steps", v.trail));
         {
           std::lock_guard<std::mutex> l(mu_);
           ++stats_.filter_tempfails;

@@ -7,6 +7,22 @@
 
 namespace holdfast {
 
+namespace {
+
+// "received" (or "replayed", "released"): the envelope, for trace queries by
+// sender, recipient and Message-ID.
+Event EnvelopeEvent(std::string kind, const SpoolMessage& m) {
+  Event e(std::move(kind), m.id.ToString());
+  std::string to;
+  for (const auto& r : m.rcpts) to += (to.empty() ? "" : ",") + r.address;
+  e.Add("client", m.client).Add("helo", m.helo).Add("from", m.mail_from).Add("to", to);
+  e.Add("size", std::to_string(m.body.size())).Add("message_id", HeaderValue(m.body, "Message-ID"));
+  if (e.kind != "received") e.Add("received", FormatEventTime(m.received_ms));
+  return e;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Spool>> Spool::Start(Fs& fs, const std::string& spool_dir, Options opts) {
   std::unique_ptr<Spool> spool(new Spool(fs, std::move(opts)));
   std::vector<SpoolEntry> unretired;
@@ -16,6 +32,15 @@ Result<std::unique_ptr<Spool>> Spool::Start(Fs& fs, const std::string& spool_dir
   HF_RETURN_IF_ERROR(spool->quarantine_->Open());
   if (!unretired.empty()) spool->Log("spool replay: " + std::to_string(unretired.size()) + " message(s) to deliver");
   spool->stats_.replayed = unretired.size();
+  std::vector<Event> replayed;
+  for (const auto& e : unretired) {
+    std::string pending;
+    for (size_t i = 0; i < e.msg.rcpts.size(); ++i) {
+      if (e.state[i] == RcptState::kPending) pending += (pending.empty() ? "" : ",") + e.msg.rcpts[i].address;
+    }
+    replayed.push_back(EnvelopeEvent("replayed", e.msg).Add("pending", pending));
+  }
+  spool->Record(std::move(replayed));
   spool->AdmitReplayed(std::move(unretired));
   spool->stats_.backlog_messages = spool->backlog_messages_;
   spool->stats_.backlog_bytes = spool->backlog_bytes_;
@@ -34,6 +59,15 @@ Spool::~Spool() { Stop(std::chrono::milliseconds(0)); }
 void Spool::Log(const std::string& line) {
   if (opts_.log_line) opts_.log_line(line);
 }
+
+void Spool::Record(std::vector<Event> events) {
+  if (opts_.events) opts_.events->Append(std::move(events));
+}
+
+void Spool::Record(Event e) {
+  if (opts_.events) opts_.events->Append(std::move(e));
+}
+
 
 void Spool::Submit(SpoolMessage msg, Callback done) {
   {
@@ -106,6 +140,15 @@ void Spool::CommitLoop() {
     }
     std::vector<Work> durable;
     auto now = std::chrono::steady_clock::now();
+    // Recorded once durable, before any 250: a crash in between leaves the
+    // message to the replay, which records it as "replayed".
+    std::vector<Event> received;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (appended[i].ok() && sync.ok()) {
+        received.push_back(EnvelopeEvent(batch[i].msg.released ? "released" : "received", batch[i].msg));
+      }
+    }
+    Record(std::move(received));
     for (size_t i = 0; i < batch.size(); ++i) {
       Status s = appended[i].ok() ? sync : appended[i];
       if (s.ok()) {
@@ -318,6 +361,7 @@ void Spool::DeliverBatch(std::vector<Work>& batch) {
         if (known) {
           for (uint32_t i : idx) w.done.emplace_back(i, RcptState::kAlreadyThere);
           Log("deliver " + m.id.ToString() + " to " + user + ": already delivered before the restart");
+          Record(Event("already_delivered", m.id.ToString()).Add("user", user));
           continue;
         }
       }
@@ -347,8 +391,18 @@ void Spool::DeliverBatch(std::vector<Work>& batch) {
         continue;
       }
       const std::string& folder = copies[k].work->folder;
-      Log("delivered " + id.ToString() + " to " + copies[k].work->entry.msg.rcpts[copies[k].rcpts.front()].user +
-          (folder.empty() ? "" : " folder=" + folder) + " uid=" + std::to_string(results[k]->uid));
+      const SpoolMessage& m = copies[k].work->entry.msg;
+      const std::string& user = m.rcpts[copies[k].rcpts.front()].user;
+      Log("delivered " + id.ToString() + " to " + user + (folder.empty() ? "" : " folder=" + folder) +
+          " uid=" + std::to_string(results[k]->uid));
+      std::string to;
+      for (uint32_t i : copies[k].rcpts) to += (to.empty() ? "" : ",") + m.rcpts[i].address;
+      Record(Event("delivered", id.ToString())
+                 .Add("user", user)
+                 .Add("folder", folder)
+                 .Add("uid", std::to_string(results[k]->uid))
+                 .Add("to", to)
+                 .Add("file", results[k]->name));
       for (uint32_t i : copies[k].rcpts) copies[k].work->done.emplace_back(i, RcptState::kDelivered);
     }
   }

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "core/trace_headers.h"
+#include "events/event_log.h"
 #include "filter/filter.h"
 #include "spool/quarantine.h"
 #include "spool/spool_log.h"
@@ -49,6 +50,9 @@ class Spool {
     std::vector<std::string> worker_argv;  // starts `holdfast filter-worker`
     std::string quarantine_dir;            // DATA/quarantine; "" = spool_dir/../quarantine
     std::chrono::milliseconds release_poll{2000};  // how often released/ is looked at
+    // Where each state change of a message is recorded for `holdfast trace`
+    // (docs/events.md); none if null. Outlives the Spool.
+    EventLog* events = nullptr;
   };
   struct Stats {
     uint64_t accepted = 0, delivered = 0, commits = 0, already_there = 0, delivery_failures = 0;
@@ -113,6 +117,8 @@ class Spool {
   // The open mailbox of `user`, created if needed; nullptr (logged) on error.
   Mailbox* OpenMailbox(const std::string& user, const std::string& folder, const MessageId& id);
   void Log(const std::string& line);
+  void Record(std::vector<Event> events);
+  void Record(Event e);
 
   Fs& fs_;
   Options opts_;

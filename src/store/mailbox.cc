@@ -526,6 +526,7 @@ Status Mailbox::FinishRequestedExpunges() {
     if (!e.expunge_requested) continue;
     uids.push_back(uid);
     gone.push_back(GoneRecord(e, GoneReason::kExpunged));
+    recovery_expunged_.push_back(e.id);
   }
   if (uids.empty()) return Status::Ok();
   HF_RETURN_IF_ERROR(RemoveFiles(uids));
@@ -690,10 +691,12 @@ Result<std::vector<IndexEntry>> Mailbox::List() {
   return out;
 }
 
-Status Mailbox::Expunge(const std::vector<ExpungeTarget>& targets) {
+Status Mailbox::Expunge(const std::vector<ExpungeTarget>& targets,
+                        const std::function<void(const std::vector<MessageId>&)>& committed) {
   HF_ASSIGN_OR_RETURN(Lock lock, LockAndLoad());
   std::vector<IndexRecord> requests, gone;
   std::vector<uint32_t> uids;
+  std::vector<MessageId> ids;
   for (const ExpungeTarget& t : targets) {
     const IndexEntry* e = state_.FindUid(t.uid);
     if (e == nullptr) continue;  // already gone: expunging twice is harmless
@@ -709,9 +712,11 @@ Status Mailbox::Expunge(const std::vector<ExpungeTarget>& targets) {
     requests.push_back(r);
     gone.push_back(GoneRecord(*e, GoneReason::kExpunged));
     uids.push_back(t.uid);
+    ids.push_back(t.id);
   }
   if (uids.empty()) return Status::Ok();
   HF_RETURN_IF_ERROR(Log(requests, true));  // state 1: requested, durable
+  if (committed) committed(ids);
   HF_RETURN_IF_ERROR(RemoveFiles(uids));
   return Log(gone, true);                   // state 2: gone, durable
 }

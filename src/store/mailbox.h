@@ -125,7 +125,10 @@ class Mailbox {
   Result<std::vector<IndexEntry>> List();
   // All-or-nothing identity check first; then requested (durable), files
   // removed (durable), gone (durable). Unknown or already-gone UIDs are skipped.
-  Status Expunge(const std::vector<ExpungeTarget>& targets);
+  // `committed`, if set, is told which messages once the request is durable:
+  // from then on they are gone, whatever happens (recovery finishes it).
+  Status Expunge(const std::vector<ExpungeTarget>& targets,
+                 const std::function<void(const std::vector<MessageId>&)>& committed = {});
   // Verifies every message against its size and checksum; with `repair`,
   // moves damaged ones into holdfast-damaged/ (never deletes).
   Result<FsckReport> Fsck(bool repair, const std::function<void(size_t, size_t)>& progress = {});
@@ -136,6 +139,8 @@ class Mailbox {
   const std::string& dir() const { return dir_; }
   // What the last recovery did, one line each (for logs and fsck).
   const std::vector<std::string>& recovery_log() const { return recovery_log_; }
+  // The messages whose requested expunge the last recovery finished.
+  const std::vector<MessageId>& recovery_expunged() const { return recovery_expunged_; }
 
  private:
   friend class Delivery;
@@ -175,6 +180,7 @@ class Mailbox {
   uint64_t synced_offset_ = 0;   // and up to where
   uint32_t uid_floor_ = 0;       // highest uid this process handed out
   std::vector<std::string> recovery_log_;
+  std::vector<MessageId> recovery_expunged_;
 };
 
 }  // namespace holdfast
