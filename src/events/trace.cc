@@ -137,11 +137,11 @@ std::string FormatTraceText(const std::vector<MessageTrace>& traces) {
 std::string FormatTraceJson(const std::vector<MessageTrace>& traces) {
   std::string out;
   for (const auto& t : traces) {
-    nlohmann::json m;
+    nlohmann::ordered_json m;
     m["id"] = t.id;
-    m["events"] = nlohmann::json::array();
+    m["events"] = nlohmann::ordered_json::array();
     for (const auto& e : t.events) {
-      nlohmann::json j;
+      nlohmann::ordered_json j;
       j["time"] = FormatEventTime(e.time_ms);
       j["time_ms"] = e.time_ms;
       j["event"] = e.kind;
@@ -151,7 +151,7 @@ std::string FormatTraceJson(const std::vector<MessageTrace>& traces) {
       m["events"].push_back(std::move(j));
     }
     // Field values are bytes from the wire: never let one break the output.
-    out += m.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    out += m.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
   }
   return out;
 }
