@@ -109,6 +109,28 @@ Status Pop3Server::Start(const std::string& listen) {
   return Status::Ok();
 }
 
+Status Pop3Server::StartActivated(const std::vector<int>& plain_fds, const std::vector<int>& tls_fds) {
+  HF_RETURN_IF_ERROR(LoadTls());
+  if (!tls_fds.empty() && !tls_) {
+    return Status::Invalid("socket activation passed a pop3s socket but no TLS certificate is configured (tls.cert_file)");
+  }
+  for (int fd : plain_fds) HF_RETURN_IF_ERROR(AdoptListener(fd, false));
+  for (int fd : tls_fds) HF_RETURN_IF_ERROR(AdoptListener(fd, true));
+  return Status::Ok();
+}
+
+Status Pop3Server::AdoptListener(int fd, bool implicit_tls) {
+  try {
+    acceptors_.push_back(AdoptTcpListener(io_, fd));
+  } catch (const std::exception& e) {
+    return Status::Invalid(std::string("socket activation: ") + e.what());
+  }
+  asio::co_spawn(io_, AcceptLoop(*acceptors_.back(), implicit_tls), asio::detached);
+  log_.Info(std::string("event=listening protocol=") + (implicit_tls ? "pop3s" : "pop3") + " activated=yes fd=" +
+            std::to_string(fd) + (!implicit_tls && tls_ ? " stls=yes" : ""));
+  return Status::Ok();
+}
+
 Status Pop3Server::OpenListener(const std::string& addr, bool implicit_tls) {
   HF_ASSIGN_OR_RETURN(auto ep, ParseEndpoint(addr));
   try {

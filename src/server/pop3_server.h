@@ -37,6 +37,9 @@ class Pop3Server {
   // Loads the TLS certificate, if one is configured or DATA/tls/ has one,
   // and opens the listeners. `listen` overrides pop3.listen when not empty.
   Status Start(const std::string& listen);
+  // The same with the listening sockets socket activation passed (POP3 and
+  // POP3S): no other listener is opened.
+  Status StartActivated(const std::vector<int>& plain_fds, const std::vector<int>& tls_fds);
   // Stops accepting and ends every session at its next read with "-ERR"
   // (nothing deleted: without QUIT there is no UPDATE state).
   void Drain();
@@ -65,6 +68,7 @@ class Pop3Server {
 
   Status LoadTls();
   Status OpenListener(const std::string& addr, bool implicit_tls);
+  Status AdoptListener(int fd, bool implicit_tls);
   asio::awaitable<void> AcceptLoop(asio::ip::tcp::acceptor& acceptor, bool implicit_tls);
   asio::awaitable<void> Serve(asio::ip::tcp::socket sock, bool implicit_tls);
   // The session's watchdog: cancels the socket operation in progress (and

@@ -9,6 +9,7 @@
 #include <asio.hpp>
 #include <atomic>
 #include <memory>
+#include <map>
 #include <set>
 
 #include "fs/fs.h"
@@ -139,6 +140,10 @@ class Server {
   }
 
   Status Listen() {
+    // Sockets systemd opened for us replace the configured listeners of
+    // their kind (docs/operations.md, "Socket activation").
+    HF_ASSIGN_OR_RETURN(activated_, TakeListenSockets());
+    if (!activated_.empty()) return ListenActivated();
     std::string addr = opts_.lmtp_listen.empty() ? opts_.config.lmtp.listen : opts_.lmtp_listen;
     std::string path = opts_.lmtp_unix.empty() ? opts_.config.lmtp.unix_socket : opts_.lmtp_unix;
     if (addr.empty() && path.empty()) return Status::Invalid("no LMTP listener configured");
@@ -163,6 +168,38 @@ class Server {
     pop3_ = std::make_unique<Pop3Server>(io_, pool_, log_, opts_.data_dir, opts_.config, users_);
     pop3_->on_session_end = [this] { StopIfIdle(); };
     return pop3_->Start(opts_.pop3_listen);
+  }
+
+  // Socket activation: exactly the sockets passed, by their names; a kind
+  // with no socket passed has no listener (the configuration's addresses
+  // are not used then: the unit file says where holdfast listens).
+  Status ListenActivated() {
+    const std::vector<int>& lmtp = activated_["lmtp"];
+    if (lmtp.empty()) return Status::Invalid("socket activation passed no socket named lmtp");
+    if (lmtp.size() > 2) return Status::Invalid("socket activation: at most one TCP and one UNIX socket named lmtp");
+    try {
+      for (int fd : lmtp) {
+        sockaddr_storage ss{};
+        socklen_t len = sizeof ss;
+        if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) throw std::runtime_error("getsockname");
+        if (ss.ss_family == AF_UNIX) {
+          if (unix_) throw std::runtime_error("two UNIX sockets named lmtp");
+          unix_ = std::make_unique<unix_socket::acceptor>(io_);
+          unix_->assign(unix_socket(), fd);
+          asio::co_spawn(io_, AcceptLoop(*unix_), asio::detached);
+        } else {
+          if (tcp_) throw std::runtime_error("two TCP sockets named lmtp");
+          tcp_ = AdoptTcpListener(io_, fd);
+          asio::co_spawn(io_, AcceptLoop(*tcp_), asio::detached);
+        }
+        log_.Info("event=listening protocol=lmtp activated=yes fd=" + std::to_string(fd));
+      }
+    } catch (const std::exception& e) {
+      return Status::Invalid(std::string("socket activation: ") + e.what());
+    }
+    pop3_ = std::make_unique<Pop3Server>(io_, pool_, log_, opts_.data_dir, opts_.config, users_);
+    pop3_->on_session_end = [this] { StopIfIdle(); };
+    return pop3_->StartActivated(activated_["pop3"], activated_["pop3s"]);
   }
 
   // `user` in the configuration: from root to that account (groups, gid,
@@ -204,12 +241,20 @@ class Server {
   // /metrics and /healthz. A failure to listen is logged, not fatal: mail
   // matters more than its gauges.
   void ListenMetrics() {
-    const std::string addr = opts_.metrics_listen.empty() ? opts_.config.metrics.listen : opts_.metrics_listen;
+    std::string addr = opts_.metrics_listen.empty() ? opts_.config.metrics.listen : opts_.metrics_listen;
+    if (!activated_.empty()) {
+      if (activated_["metrics"].empty()) return;
+      addr = "fd " + std::to_string(activated_["metrics"].front());
+    }
     if (addr.empty()) return;
-    auto ep = ParseEndpoint(addr);
     try {
-      if (!ep.ok()) throw std::runtime_error(ep.status().message());
-      metrics_ = std::make_unique<tcp::acceptor>(io_, *ep);
+      if (!activated_.empty()) {
+        metrics_ = AdoptTcpListener(io_, activated_["metrics"].front());
+      } else {
+        auto ep = ParseEndpoint(addr);
+        if (!ep.ok()) throw std::runtime_error(ep.status().message());
+        metrics_ = std::make_unique<tcp::acceptor>(io_, *ep);
+      }
     } catch (const std::exception& e) {
       log_.Warn("event=metrics_unavailable address=" + Kv(addr) + " reason=" + Kv(e.what()));
       metrics_.reset();
@@ -576,6 +621,7 @@ class Server {
   uint64_t lmtp_connections_ = 0, lmtp_refused_ = 0, recovered_mailboxes_ = 0, recovery_actions_ = 0;
   const double start_time_ = WallSeconds();
   std::unique_ptr<tcp::acceptor> metrics_;
+  std::map<std::string, std::vector<int>> activated_;  // socket activation: name -> descriptors
 };
 
 }  // namespace
