@@ -378,6 +378,7 @@ void Spool::DeliverBatch(std::vector<Work>& batch) {
       by_box[key].push_back(Copy{&w, std::move(idx), std::move(d).value()});
     }
   }
+  std::vector<Event> delivered;  // one write for the batch's events
   for (auto& [key, copies] : by_box) {
     if (broken.count(key)) continue;  // dropping the Deliveries removes their tmp files
     std::vector<Delivery*> ds;
@@ -397,7 +398,7 @@ void Spool::DeliverBatch(std::vector<Work>& batch) {
           " uid=" + std::to_string(results[k]->uid));
       std::string to;
       for (uint32_t i : copies[k].rcpts) to += (to.empty() ? "" : ",") + m.rcpts[i].address;
-      Record(Event("delivered", id.ToString())
+      delivered.push_back(Event("delivered", id.ToString())
                  .Add("user", user)
                  .Add("folder", folder)
                  .Add("uid", std::to_string(results[k]->uid))
@@ -406,6 +407,7 @@ void Spool::DeliverBatch(std::vector<Work>& batch) {
       for (uint32_t i : copies[k].rcpts) copies[k].work->done.emplace_back(i, RcptState::kDelivered);
     }
   }
+  Record(std::move(delivered));
   by_box.clear();  // uncommitted Deliveries remove their tmp files through their Mailbox
   for (const auto& key : broken) boxes_.erase(key);
 }
