@@ -26,6 +26,7 @@ Builds on hfsys.py (check/fail/skip, run_test, TempDir, Holdfast, free_port).
 """
 
 import atexit
+import http.client
 import hashlib
 import os
 import re
@@ -232,6 +233,19 @@ class Server:
     def grep(self, regex, since_start=False):
         r = re.compile(regex)
         return [ln for ln in self.log_lines(since_start) if r.search(ln)]
+
+
+def spool_backlog(srv):
+    """holdfast_spool_backlog_messages from /metrics, or None."""
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", srv.metrics_port, timeout=5)
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+        c.close()
+    except OSError:
+        return None
+    m = re.search(r"^holdfast_spool_backlog_messages (\S+)$", text, re.M)
+    return float(m.group(1)) if m else None
 
 
 def kv(line, key):

@@ -28,7 +28,6 @@ Run:  /usr/bin/python3 tests/system/test_filter_kill9.py --holdfast build/holdfa
 Exit: 0 pass, 1 fail.
 """
 
-import http.client
 import math
 import os
 import random
@@ -62,23 +61,10 @@ def message(tok: bytes, marker=b"innocent"):
             b"marker " + marker + CRLF + b"END " + tok + CRLF)
 
 
-def backlog(srv):
-    """holdfast_spool_backlog_messages from /metrics, or None."""
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", srv.metrics_port, timeout=5)
-        c.request("GET", "/metrics")
-        text = c.getresponse().read().decode()
-        c.close()
-    except OSError:
-        return None
-    m = re.search(r"^holdfast_spool_backlog_messages (\S+)$", text, re.M)
-    return float(m.group(1)) if m else None
-
-
 def settle(srv, timeout=120):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if backlog(srv) == 0:
+        if hflmtp.spool_backlog(srv) == 0:
             return True
         time.sleep(0.2)
     return False
@@ -190,9 +176,9 @@ def part2(hf, binary, tmp, before):
                 check(deaths <= bound + 2, f"the daemon killer brought the server down at most {bound} (+2) times")
                 srv.start()
                 continue
-            if backlog(srv) == 0:
+            if hflmtp.spool_backlog(srv) == 0:
                 time.sleep(1.0)  # stays up with nothing left to do
-                if srv.alive() and backlog(srv) == 0:
+                if srv.alive() and hflmtp.spool_backlog(srv) == 0:
                     break
             time.sleep(0.1)
         log(f"part 2: the server died {deaths} times (bound 1 + log2({BATCH}) + K = {bound})")

@@ -35,7 +35,6 @@ Run:  /usr/bin/python3 tests/system/test_trace.py --holdfast build/holdfast
 Exit: 0 pass, 1 fail.
 """
 
-import http.client
 import json
 import os
 import poplib
@@ -69,19 +68,6 @@ def send(port, body, rcpt="alice@localhost"):
     code, text = final.get(rcpt, (0, b""))
     check(code == 250, f"LMTP 250 for {rcpt}", f"{code} {text!r}")
     return ID_IN_REPLY.search(b" " + text).group(1).decode(), client
-
-
-def backlog(srv):
-    """holdfast_spool_backlog_messages from /metrics, or None."""
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", srv.metrics_port, timeout=5)
-        c.request("GET", "/metrics")
-        text = c.getresponse().read().decode()
-        c.close()
-    except OSError:
-        return None
-    m = re.search(r"^holdfast_spool_backlog_messages (\S+)$", text, re.M)
-    return float(m.group(1)) if m else None
 
 
 def trace(hf, *args, expect=0):
@@ -236,9 +222,9 @@ def part2(hf, srv, kills):
     for t in threads:
         t.join(timeout=30)
     deadline = time.monotonic() + 180
-    while backlog(srv) != 0 and time.monotonic() < deadline:
+    while hflmtp.spool_backlog(srv) != 0 and time.monotonic() < deadline:
         time.sleep(0.2)
-    check(backlog(srv) == 0, "the backlog drains after the kills")
+    check(hflmtp.spool_backlog(srv) == 0, "the backlog drains after the kills")
     rc, _ = srv.stop()
     check(rc == 0, "the server stops cleanly after the kills")
     log(f"{len(acked)} messages acknowledged across {kills} kills")
