@@ -28,8 +28,10 @@ and restarted. Afterwards (server settled, SIGTERM), against alice's
 mailbox: every message that got a 250 has received or replayed; every
 message in the mailbox has delivered or already_delivered and no deleted;
 every 250'd message no longer in the mailbox has a deleted event (by pop3,
-or by recovery when the kill came inside QUIT); every deleted event is for
-a message that is gone; no event log file is damaged.
+or by recovery when the kill came inside QUIT) or, if the kills caught it in
+a filter worker K times, a quarantined event and an entry in the
+quarantine; every deleted event is for a message that is gone; no event log
+file is damaged.
 
 Run:  /usr/bin/python3 tests/system/test_trace.py --holdfast build/holdfast
 Exit: 0 pass, 1 fail.
@@ -231,6 +233,8 @@ def part2(hf, srv, kills):
     check(len(acked) > 20, "load went through between the kills", str(len(acked)))
 
     present = {e["message_id"] for e in hf.mailbox_list("alice")}
+    quarantined = {line.split("\t")[0] for line in
+                   hf.run("queue", "quarantine", "list").stdout.decode().splitlines()[1:]}
     r = hf.run("trace", "--to", "alice@localhost", "--json", expect=None)
     traces = {t["id"]: [e["event"] for e in t["events"]] for t in
               (json.loads(line) for line in r.stdout.decode().splitlines())}
@@ -245,6 +249,10 @@ def part2(hf, srv, kills):
                 bad.append(f"{mid}: in the mailbox without a delivery event: {kinds}")
             if "deleted" in kinds:
                 bad.append(f"{mid}: in the mailbox but traced as deleted: {kinds}")
+        elif "quarantined" in kinds:
+            # Killed K times while in a filter worker: poison by the rules (docs/filters.md).
+            if mid not in quarantined:
+                bad.append(f"{mid}: traced as quarantined, not in the quarantine: {kinds}")
         elif "deleted" not in kinds:
             bad.append(f"{mid}: gone from the mailbox without a deleted event: {kinds}")
     for mid, kinds in traces.items():
@@ -252,6 +260,7 @@ def part2(hf, srv, kills):
             bad.append(f"{mid}: deleted event for a message still there")
     by_recovery = sum(1 for k in traces.values() if "replayed" in k or "already_delivered" in k)
     log(f"{len(present)} in the mailbox, {sum(1 for k in traces.values() if 'deleted' in k)} deleted, "
+        f"{len(quarantined)} quarantined, "
         f"{by_recovery} touched by the spool's replay")
     check(not bad, "the trace agrees with the mailbox for every acknowledged message", "\n".join(bad[:20]))
 
