@@ -106,7 +106,10 @@ void AddTraceCommand(CLI::App& app, Runner* run) {
       "size), each filter verdict and step, quarantine and release, each delivery (user, folder, UID), each\n"
       "POP3 retrieval and deletion (session, client address), and what recovery did to it.\n"
       "QUERY is a holdfast MessageId, a <Message-ID> header value, or an address (matches sender or recipient).\n"
-      "Exit status 0 if something matched, 1 if nothing did, 64 for a bad query. docs/events.md has the events.");
+      "Exit status 0 if something matched, 1 if nothing did, 64 for a bad query. docs/events.md has the events.\n"
+      "Examples: holdfast trace 01M94C1722FEXG5425ZD0ABAQ6   (the id in every log line and every 250 reply)\n"
+      "          holdfast trace '<CAF1x2@mail.example.com>'\n"
+      "          holdfast trace --to alice --since 2h --json | jq .");
   sub->add_option("query", args->query, "MessageId, <Message-ID>, or an address");
   sub->add_option("--message-id", args->message_id, "Messages with this Message-ID: header");
   sub->add_option("--from", args->from, "Messages from this sender (\"<>\" for bounces)");
