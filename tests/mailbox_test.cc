@@ -4,11 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <filesystem>
 #include <thread>
 
 #include "crash_harness.h"
 #include "store/maildir_name.h"
+#include "util/checksum.h"
 
 namespace holdfast::testing {
 namespace {
@@ -136,6 +138,41 @@ TEST_F(MailboxTest, FollowsOtherToolsRenamesFlagsAndDeletions) {
 // A long-lived Mailbox skips the directory scan while new/ and cur/ are
 // unchanged since a complete one (warm POP3 logins), and never misses a
 // change because of it.
+// Enough foreign files that their digests are read by several threads at
+// once (a lost index, a first login on a migrated Maildir): each one still
+// gets its own size, CRLF size and SHA-256, and UIDs in name order.
+TEST_F(MailboxTest, ManyNewFilesAreDigestedEachOnItsOwn) {
+  auto box = OpenBox(fs_);
+  std::map<std::string, std::string> bytes;  // name -> content
+  for (int i = 0; i < 300; ++i) {
+    char name[64];
+    std::snprintf(name, sizeof name, "1700000000.M%03dP1.elsewhere", i);
+    std::string body = "Subject: " + std::to_string(i) + "\n\n" + std::string(static_cast<size_t>(i * 37 % 900), 'x') +
+                       (i % 3 == 0 ? "\r\nline\n" : "\n");
+    auto f = fs_.CreateExclusive(In(std::string(i % 2 ? "cur/" : "new/") + name + (i % 2 ? ":2,S" : "")));
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE((*f)->Append(body).ok());
+    bytes[name] = body;
+  }
+  auto list = box->List();
+  ASSERT_TRUE(list.ok()) << list.status().ToString();
+  ASSERT_EQ(list->size(), 300u);
+  uint32_t last_uid = 0;
+  for (const auto& e : *list) {
+    const std::string& want = bytes.at(e.Base());
+    Sha256 sha;
+    sha.Update(want);
+    EXPECT_EQ(e.size, want.size()) << e.name;
+    size_t bare_lf = 0;
+    for (size_t k = 0; k < want.size(); ++k) bare_lf += want[k] == '\n' && (k == 0 || want[k - 1] != '\r');
+    EXPECT_EQ(e.vsize, want.size() + bare_lf) << e.name;
+    EXPECT_EQ(e.sha256, sha.Finish()) << e.name;
+    EXPECT_GT(e.uid, last_uid);
+    last_uid = e.uid;
+  }
+  EXPECT_EQ((*list)[0].Base(), "1700000000.M000P1.elsewhere");
+}
+
 TEST_F(MailboxTest, ListAfterAQuietScanStillSeesEveryLaterChange) {
   auto box = OpenBox(fs_);
   auto a = Put(*box, "Subject: a\n\n");
