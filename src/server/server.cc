@@ -517,14 +517,13 @@ class Server {
 
   bool Congested() {
     const auto& c = opts_.config.spool;
-    Spool::Stats st = spool_->stats();
-    bool now = st.backlog_messages > static_cast<uint64_t>(c.max_backlog_messages) ||
-               st.backlog_bytes > static_cast<uint64_t>(c.max_backlog_bytes);
+    const Spool::Backlog b = spool_->backlog();  // per message: not the whole Stats with its histograms
+    bool now = b.messages > static_cast<uint64_t>(c.max_backlog_messages) ||
+               b.bytes > static_cast<uint64_t>(c.max_backlog_bytes);
     if (now != congested_) {
       congested_ = now;
       log_.Info(std::string("event=") + (now ? "congested" : "uncongested") +
-                " backlog_messages=" + std::to_string(st.backlog_messages) +
-                " backlog_bytes=" + std::to_string(st.backlog_bytes));
+                " backlog_messages=" + std::to_string(b.messages) + " backlog_bytes=" + std::to_string(b.bytes));
     }
     return now;
   }

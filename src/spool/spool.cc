@@ -446,6 +446,14 @@ Spool::Stats Spool::stats() {
   return stats_;
 }
 
+Spool::Backlog Spool::backlog() {
+  std::lock_guard<std::mutex> l(mu_);
+  Backlog b;
+  b.messages = backlog_messages_;
+  b.bytes = backlog_bytes_;
+  return b;
+}
+
 int64_t Spool::OldestBacklogMs() {
   std::lock_guard<std::mutex> l(mu_);
   int64_t oldest = 0;

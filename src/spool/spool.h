@@ -86,6 +86,12 @@ class Spool {
   // `deadline` for deliveries), then stops both threads.
   void Stop(std::chrono::milliseconds deadline);
   Stats stats();
+  // The backlog alone (cheap: what the LMTP path checks per message).
+  struct Backlog {
+    size_t messages = 0;
+    uint64_t bytes = 0;
+  };
+  Backlog backlog();
   // When the oldest message of the backlog was received (wall clock, ms);
   // 0 when the backlog is empty. Walks the backlog: for metrics, not per message.
   int64_t OldestBacklogMs();
