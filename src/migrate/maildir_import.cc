@@ -116,27 +116,6 @@ class Importer {
 
 }  // namespace
 
-size_t MaildirImportReport::skipped_total() const {
-  size_t n = 0;
-  for (const auto& [reason, count] : skipped) n += count;
-  return n;
-}
-
-std::string MaildirImportReport::Summary() const {
-  std::string s = "imported " + std::to_string(imported) + ", already there " + std::to_string(already_there) +
-                  ", skipped " + std::to_string(skipped_total());
-  if (!skipped.empty()) {
-    s += " (";
-    bool first = true;
-    for (const auto& [reason, count] : skipped) {
-      s += (first ? "" : "; ") + std::to_string(count) + " " + reason;
-      first = false;
-    }
-    s += ")";
-  }
-  return s;
-}
-
 MessageId MaildirImportId(const std::string& base) {
   auto parsed = ParseMaildirName(base);
   if (parsed && parsed->id) return *parsed->id;

@@ -20,6 +20,7 @@
 
 #include "core/message_id.h"
 #include "fs/fs.h"
+#include "migrate/import_report.h"
 #include "store/mailbox.h"
 
 namespace holdfast {
@@ -31,15 +32,8 @@ struct MaildirImportOptions {
   std::function<void(size_t done, size_t total)> progress;
 };
 
-struct MaildirImportReport {
-  size_t imported = 0;       // delivered by this run
-  size_t already_there = 0;  // in the mailbox, or deleted from it, already
-  std::map<std::string, size_t> skipped;    // reason -> how many (not imported)
-  std::vector<std::string> skipped_detail;  // one line each: file, reason
-  std::vector<std::string> subfolders;      // Maildir++ ".NAME" folders found, not imported
-  size_t skipped_total() const;
-  // "imported N, already there M, skipped K (reasons)"
-  std::string Summary() const;
+struct MaildirImportReport : ImportReport {
+  std::vector<std::string> subfolders;  // Maildir++ ".NAME" folders found, not imported
 };
 
 // Imports every message file of `source`/new and `source`/cur (tmp/ is

@@ -99,27 +99,6 @@ class ImportSink : public MboxParser::Sink {
 
 }  // namespace
 
-size_t MboxImportReport::skipped_total() const {
-  size_t n = 0;
-  for (const auto& [reason, count] : skipped) n += count;
-  return n;
-}
-
-std::string MboxImportReport::Summary() const {
-  std::string s = "imported " + std::to_string(imported) + ", already there " + std::to_string(already_there) +
-                  ", skipped " + std::to_string(skipped_total());
-  if (!skipped.empty()) {
-    s += " (";
-    bool first = true;
-    for (const auto& [reason, count] : skipped) {
-      s += (first ? "" : "; ") + std::to_string(count) + " " + reason;
-      first = false;
-    }
-    s += ")";
-  }
-  return s;
-}
-
 MessageId MboxMessageId(const std::array<uint8_t, 32>& anchor, uint64_t offset,
                         const std::array<uint8_t, 32>& digest) {
   Sha256 h;

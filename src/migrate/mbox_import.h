@@ -18,6 +18,7 @@
 
 #include "core/message_id.h"
 #include "fs/fs.h"
+#include "migrate/import_report.h"
 #include "migrate/mbox_reader.h"
 #include "store/mailbox.h"
 
@@ -33,15 +34,8 @@ struct MboxImportOptions {
   std::function<void(uint64_t bytes_done)> progress;
 };
 
-struct MboxImportReport {
-  size_t imported = 0;       // delivered by this run
-  size_t already_there = 0;  // in the mailbox, or deleted from it, already
-  std::map<std::string, size_t> skipped;  // reason -> how many (not imported, never will be)
-  std::vector<std::string> skipped_detail;  // one line each: offset, envelope, reason
-  size_t skipped_total() const;
-  // "imported N, already there M, skipped K (reasons)"
-  std::string Summary() const;
-};
+// skipped_detail lines: offset, envelope, reason.
+using MboxImportReport = ImportReport;
 
 // Imports every message of `source` (its first `size` bytes) into `box`.
 // Takes MAILDIR/holdfast-import.lock for the whole run (kBusy if another
