@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <cstring>
 #include <stdexcept>
 
 namespace holdfast {
@@ -20,12 +21,39 @@ struct Crc32cTable {
 };
 constexpr Crc32cTable kTable;
 
+#if defined(__x86_64__)
+// SSE4.2's crc32 instruction computes exactly this CRC (Castagnoli,
+// reflected), 8 bytes at a time: the table loop cost ~17% of a core at
+// 1100 spool records of 64 KiB a second.
+__attribute__((target("sse4.2"))) uint32_t Crc32cSse42(std::string_view data, uint32_t crc) {
+  const char* p = data.data();
+  size_t n = data.size();
+  uint64_t c = ~crc;
+  for (; n >= 8; p += 8, n -= 8) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    c = __builtin_ia32_crc32di(c, v);
+  }
+  uint32_t c32 = static_cast<uint32_t>(c);
+  for (; n > 0; ++p, --n) c32 = __builtin_ia32_crc32qi(c32, static_cast<unsigned char>(*p));
+  return ~c32;
+}
+#endif
+
 }  // namespace
 
-uint32_t Crc32c(std::string_view data, uint32_t crc) {
+uint32_t Crc32cPortable(std::string_view data, uint32_t crc) {
   crc = ~crc;
   for (unsigned char ch : data) crc = kTable.t[(crc ^ ch) & 0xFF] ^ (crc >> 8);
   return ~crc;
+}
+
+uint32_t Crc32c(std::string_view data, uint32_t crc) {
+#if defined(__x86_64__)
+  static const bool kHardware = __builtin_cpu_supports("sse4.2");
+  if (kHardware) return Crc32cSse42(data, crc);
+#endif
+  return Crc32cPortable(data, crc);
 }
 
 Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {

@@ -10,6 +10,9 @@
 namespace holdfast {
 
 uint32_t Crc32c(std::string_view data, uint32_t crc = 0);
+// The same, a byte at a time from a table: what Crc32c uses on a CPU
+// without SSE4.2 (and what the tests compare the fast path against).
+uint32_t Crc32cPortable(std::string_view data, uint32_t crc = 0);
 
 // Incremental SHA-256 (OpenSSL EVP underneath).
 class Sha256 {
