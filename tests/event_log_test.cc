@@ -79,6 +79,8 @@ TEST(EventLog, FileNamesCarryTheDayAndRetentionDropsOldDays) {
   EXPECT_EQ(EventFileDay("2025120-000000-1-0.events"), -1);
   EXPECT_EQ(EventFileDay("20251306-000000-1-0.events"), -1);
   EXPECT_EQ(FormatEventTime(kT0 + 3723004), "2025-12-06T01:02:03.004Z");
+  EXPECT_EQ(FormatEventTime(-1), "@-1");
+  EXPECT_EQ(FormatEventTime(INT64_MIN), "@" + std::to_string(INT64_MIN));
 
   SimFs fs;
   ASSERT_TRUE(fs.MkDir("/data").ok());

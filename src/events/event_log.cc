@@ -89,6 +89,8 @@ int64_t EventFileDay(std::string_view name) {
 }
 
 std::string FormatEventTime(int64_t ms) {
+  // Outside years 1970..9999 (only a damaged file has such a time): the number.
+  if (ms < 0 || ms > 253402300799999) return "@" + std::to_string(ms);
   std::tm tm = UtcTm(ms);
   char buf[40];
   std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,

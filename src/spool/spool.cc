@@ -68,7 +68,6 @@ void Spool::Record(Event e) {
   if (opts_.events) opts_.events->Append(std::move(e));
 }
 
-
 void Spool::Submit(SpoolMessage msg, Callback done) {
   {
     std::lock_guard<std::mutex> l(mu_);
