@@ -9,6 +9,7 @@
 
 #include "crash_harness.h"
 #include "store/maildir_name.h"
+#include "util/record_log.h"
 
 namespace holdfast::testing {
 namespace {
@@ -35,6 +36,40 @@ class MailboxTest : public ::testing::Test {
   std::string In(const std::string& sub) { return std::string(kBox) + "/" + sub; }
   SimFs fs_;
 };
+
+// eol_added (the line end RETR adds to an unterminated last line) is an
+// optional last field of Add: absent when 0, so an index of LF-terminated
+// messages is byte for byte what earlier versions wrote; read back as given.
+TEST(MailboxIndexRecord, AddCarriesEolAddedOnlyWhenNotZero) {
+  IndexRecord add;
+  add.type = RecordType::kAdd;
+  add.uid = add.entry.uid = 7;
+  add.entry.name = "1700000000.x.host,S=10,W=12,U=7";
+  add.entry.size = 10;
+  add.entry.vsize = 12;
+  std::string plain = add.Encode();
+  add.entry.eol_added = 2;
+  std::string with = add.Encode();
+  EXPECT_EQ(with.size(), plain.size() + 1);
+  for (const auto& [bytes, want] : {std::pair{plain, 0}, std::pair{with, 2}}) {
+    ParsedLog parsed = ParseRecordLog(bytes);
+    ASSERT_EQ(parsed.records.size(), 1u);
+    auto r = IndexRecord::Decode(parsed.records[0].type, parsed.records[0].payload);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->entry.eol_added, want);
+    EXPECT_EQ(r->entry.network_size(), 12u + want);
+  }
+  // Only 1 and 2 are meaningful; an explicit 0 or a 3 is damage.
+  std::string payload = std::string(ParseRecordLog(with).records[0].payload);
+  for (char bad : {'\0', '\3'}) {
+    payload.back() = bad;
+    EXPECT_FALSE(IndexRecord::Decode(static_cast<uint8_t>(RecordType::kAdd), payload).ok()) << int(bad);
+  }
+  EXPECT_EQ(EolAdded(0, 'x'), 0);
+  EXPECT_EQ(EolAdded(3, '\n'), 0);
+  EXPECT_EQ(EolAdded(3, '\r'), 1);
+  EXPECT_EQ(EolAdded(3, 'x'), 2);
+}
 
 TEST_F(MailboxTest, DeliverStoresBytesExactlyWithGrowingUids) {
   auto box = OpenBox(fs_);

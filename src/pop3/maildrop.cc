@@ -29,7 +29,7 @@ std::unique_ptr<Mailbox> Maildrop::Close(std::unique_ptr<Maildrop> drop) {
 std::vector<MessageInfo> Maildrop::Listing() const {
   std::vector<MessageInfo> out;
   out.reserve(entries_.size());
-  for (const auto& e : entries_) out.push_back(MessageInfo{e.vsize, e.id.ToString()});
+  for (const auto& e : entries_) out.push_back(MessageInfo{e.network_size(), e.id.ToString()});
   return out;
 }
 

@@ -63,6 +63,7 @@ Result<std::unordered_map<std::string, OnDisk>> ScanDirs(Fs& fs, const std::stri
 struct FileDigest {
   uint64_t size = 0;
   uint64_t vsize = 0;
+  uint8_t eol_added = 0;
   std::array<uint8_t, 32> sha256{};
 };
 
@@ -72,6 +73,7 @@ Result<FileDigest> DigestFile(Fs& fs, const std::string& path) {
   Sha256 sha;
   std::string buf(kReadChunk, '\0');
   bool last_cr = false;
+  char last_char = '\n';
   for (;;) {
     HF_ASSIGN_OR_RETURN(size_t n, file->ReadAt(d.size, buf.data(), buf.size()));
     if (n == 0) break;
@@ -81,9 +83,11 @@ Result<FileDigest> DigestFile(Fs& fs, const std::string& path) {
       if (c == '\n' && !last_cr) ++d.vsize;
       last_cr = (c == '\r');
     }
+    last_char = chunk.back();
     d.size += n;
   }
   d.vsize += d.size;
+  d.eol_added = EolAdded(d.size, last_char);
   d.sha256 = sha.Finish();
   return d;
 }
@@ -128,6 +132,7 @@ Status Delivery::Write(std::string_view chunk) {
     last_was_cr_ = (c == '\r');
   }
   size_ += chunk.size();
+  if (!chunk.empty()) last_char_ = chunk.back();
   return Status::Ok();
 }
 
@@ -450,6 +455,7 @@ Status Mailbox::SyncWithDirectory(MailboxIndex& state, std::vector<IndexRecord>*
     e.name = where.name;
     e.size = digest->size;
     e.vsize = digest->vsize;
+    e.eol_added = digest->eol_added;
     e.sha256 = digest->sha256;
     add.uid = e.uid;
     IndexRecord seen;
@@ -604,6 +610,7 @@ std::vector<Result<DeliveredMessage>> Mailbox::CommitAll(const std::vector<Deliv
       add.entry.name = m.name;
       add.entry.size = d.size_;
       add.entry.vsize = d.size_ + d.bare_lf_;
+      add.entry.eol_added = EolAdded(d.size_, d.last_char_);
       add.entry.sha256 = d.sha_.Finish();
       adds.push_back(std::move(add));
       made.push_back(std::move(m));

@@ -77,6 +77,7 @@ class Delivery {
   std::string flags_;
   uint64_t bare_lf_ = 0;
   bool last_was_cr_ = false;
+  char last_char_ = '\n';
   Sha256 sha_;
   bool done_ = false;
 };

@@ -31,6 +31,9 @@ std::string IndexRecord::Encode() const {
     case RecordType::kAdd:
       e.U32(entry.uid).Bytes(entry.id.bytes().data(), 16).U8(static_cast<uint8_t>(entry.dir)).Str(entry.name);
       e.U64(entry.size).U64(entry.vsize).Bytes(entry.sha256.data(), 32);
+      // Only when not 0, so an index of LF-terminated messages stays what
+      // earlier versions wrote and read.
+      if (entry.eol_added != 0) e.U8(entry.eol_added);
       break;
     case RecordType::kMove:
       e.U32(uid).U8(static_cast<uint8_t>(entry.dir)).Str(entry.name);
@@ -87,6 +90,11 @@ Result<IndexRecord> IndexRecord::Decode(uint8_t type, std::string_view payload) 
       r.entry.size = d.U64();
       r.entry.vsize = d.U64();
       d.Bytes(r.entry.sha256.data(), 32);
+      if (d.ok() && !d.done()) {
+        r.entry.eol_added = d.U8();
+        if (d.ok() && (r.entry.eol_added == 0 || r.entry.eol_added > 2))
+          return Status::Corrupt("bad eol_added " + std::to_string(r.entry.eol_added) + " in index record");
+      }
       r.uid = r.entry.uid;
       break;
     case static_cast<uint8_t>(RecordType::kMove):

@@ -25,6 +25,12 @@ namespace holdfast {
 enum class MaildirDir : uint8_t { kNew = 0, kCur = 1 };
 const char* SubdirName(MaildirDir d);
 
+// IndexEntry::eol_added for a message of `size` bytes whose last byte is `last`.
+inline uint8_t EolAdded(uint64_t size, char last) {
+  if (size == 0 || last == '\n') return 0;
+  return last == '\r' ? 1 : 2;
+}
+
 // Why a message left the listing.
 enum class GoneReason : uint8_t {
   kExpunged = 0,    // holdfast's own identity-checked expunge finished
@@ -38,7 +44,10 @@ struct IndexEntry {
   MaildirDir dir = MaildirDir::kNew;
   std::string name;                // current file name within dir
   uint64_t size = 0;               // bytes on disk
-  uint64_t vsize = 0;              // size with every bare LF as CRLF
+  uint64_t vsize = 0;              // size with every bare LF as CRLF (Maildir W=)
+  // What a network form adds to end an unterminated last line: 0 (the file
+  // is empty or ends in LF), 1 (it ends in CR: an LF), 2 (otherwise: CRLF).
+  uint8_t eol_added = 0;
   std::array<uint8_t, 32> sha256{};
   bool expunge_requested = false;  // durable intent; recovery finishes it
   // A directory scan has seen the file. A delivery's Add is written before
@@ -47,11 +56,14 @@ struct IndexEntry {
   std::string Path(const std::string& maildir) const;
   std::string Base() const;        // name up to ':'
   std::string Flags() const;       // letters after ":2,"
+  // The RFC 1939 size (POP3 LIST, STAT, RETR): the octets sent with CRLF
+  // line ends, before dot-stuffing, without the terminator.
+  uint64_t network_size() const { return vsize + eol_added; }
 };
 
 enum class RecordType : uint8_t {
   kHeader = 1,          // version u32, uidvalidity u32, created_ms u64
-  kAdd = 2,             // uid, id, dir, name, size, vsize, sha256
+  kAdd = 2,             // uid, id, dir, name, size, vsize, sha256 [, eol_added if not 0]
   kMove = 3,            // uid, dir, name (renamed by a Maildir tool)
   kExpungeRequest = 4,  // uid, id
   kGone = 5,            // uid, id, reason

@@ -6,11 +6,13 @@ Set-up: users alice and bob; a self-signed certificate made with `openssl
 req` in DATA/tls/ (SAN DNS:localhost, IP:127.0.0.1); POP3 on a free port
 (STLS offered) and POP3S on another (pop3.tls_listen). Mail reaches alice by
 LMTP (smtplib.LMTP) and by `holdfast deliver` (LF line ends, lines starting
-with '.', 8-bit bytes, a NUL, a 300 KB message). What a client must get for
-each message is its stored bytes in CRLF form (hfsys.pop3_wire_form).
+with '.', 8-bit bytes, a NUL, a 300 KB message, one whose last line has no
+line end). What a client must get for each message is its stored bytes in
+CRLF form, with a CRLF ending an unterminated last line (hfsys.pop3_wire_form).
 
 (a) poplib, plaintext on loopback: CAPA; USER/PASS; STAT and LIST sizes equal
-    the wire form's length; RETR of every message is byte-exact; TOP n 0 is
+    the wire form's length (RFC 1939: the octets RETR sends, including the
+    CRLF it adds to an unterminated last line); RETR of every message is byte-exact; TOP n 0 is
     the header; UIDL values are unique.
 (b) poplib stls() with the certificate as CA, then AUTH-free USER/PASS and a
     byte-exact RETR; poplib POP3_SSL on the POP3S port, the same.
@@ -205,7 +207,7 @@ def part_e(hf, srv, tmp, stored):
               f"fetchmail ({'keep' if keep else 'nokeep'}): exit 0, {len(got)} of {len(stored)} messages",
               (r.stdout + r.stderr).decode(errors="replace")[-2000:])
         # fetchmail's MDA gets LF line ends and a Received: header of its own.
-        bodies = {hfsys.to_crlf(m).split(b"\r\n\r\n", 1)[1] for m in stored.values()}
+        bodies = {hfsys.pop3_wire_form(m).split(b"\r\n\r\n", 1)[1] for m in stored.values()}
         missing = [g for g in got if hfsys.to_crlf(g).split(b"\r\n\r\n", 1)[1] not in bodies]
         check(not missing, f"fetchmail ({'keep' if keep else 'nokeep'}): every body arrived intact")
         left = len(hf.mailbox_list("alice"))
@@ -370,10 +372,11 @@ def main(args):
             conn.quit()
             hf.deliver("alice", b"Subject: lf only\n\n.dot line\n8-bit \xe9\xff and a NUL \x00 here\nlast\n")
             hf.deliver("alice", b"Subject: big\n\n" + b"".join(b"%06d ." % i + b"y" * 40 + b"\n" for i in range(6000)))
+            hf.deliver("alice", b"Subject: no line end\n\n.dot line\nthe last line has no line end")
             hf.deliver("bob", b"Subject: bob's own\n\nsecret\n")
-            hflmtp.wait_count(hf, "alice", 7)
+            hflmtp.wait_count(hf, "alice", 8)
             stored = stored_messages(hf, "alice")
-            check(len(stored) == 7, f"alice has 7 messages ({len(stored)})")
+            check(len(stored) == 8, f"alice has 8 messages ({len(stored)})")
             part_a(hf, srv, stored)
             part_b(hf, srv, cert, tls_port, stored)
             part_c(hf, srv, cert, tls_port, stored)
