@@ -71,6 +71,64 @@ TEST(MailboxIndexRecord, AddCarriesEolAddedOnlyWhenNotZero) {
   EXPECT_EQ(EolAdded(3, 'x'), 2);
 }
 
+// AllConfirmed() is a counter kept by Apply, not a walk over the entries:
+// it must agree with the walk through every kind of record.
+TEST(MailboxIndexRecord, AllConfirmedFollowsEveryRecord) {
+  MailboxIndex idx;
+  auto walk = [&idx] {
+    for (const auto& [uid, e] : idx.live()) {
+      if (!e.confirmed && !e.expunge_requested) return false;
+    }
+    return true;
+  };
+  auto apply = [&](IndexRecord r) {
+    ASSERT_TRUE(idx.Apply(r).ok());
+    EXPECT_EQ(idx.AllConfirmed(), walk()) << "after record type " << int(r.type) << " uid " << r.uid;
+  };
+  IndexRecord h;
+  h.type = RecordType::kHeader;
+  h.uidvalidity = 1;
+  apply(h);
+  EXPECT_TRUE(idx.AllConfirmed());
+  std::vector<MessageId> ids;
+  for (uint32_t uid = 1; uid <= 4; ++uid) {
+    IndexRecord add;
+    add.type = RecordType::kAdd;
+    add.uid = add.entry.uid = uid;
+    add.entry.id = MessageId::Generate();
+    add.entry.name = "1700000000." + add.entry.id.ToString() + ".h";
+    add.entry.confirmed = uid == 4;  // as RebuildFrom applies a snapshot's entries
+    ids.push_back(add.entry.id);
+    apply(add);
+  }
+  EXPECT_FALSE(idx.AllConfirmed());
+  auto rec = [](RecordType t, uint32_t uid, MessageId id) {
+    IndexRecord r;
+    r.type = t;
+    r.uid = uid;
+    r.id = id;
+    return r;
+  };
+  apply(rec(RecordType::kConfirm, 1, {}));
+  apply(rec(RecordType::kConfirm, 1, {}));  // twice: counted once
+  apply(rec(RecordType::kExpungeRequest, 2, ids[1]));
+  apply(rec(RecordType::kExpungeRequest, 2, ids[1]));
+  EXPECT_FALSE(idx.AllConfirmed()) << "uid 3 is still pending";
+  IndexRecord move;
+  move.type = RecordType::kMove;
+  move.uid = 3;
+  move.entry.dir = MaildirDir::kCur;
+  move.entry.name = "1700000000." + ids[2].ToString() + ".h:2,S";
+  apply(move);
+  apply(rec(RecordType::kGone, 3, ids[2]));
+  EXPECT_TRUE(idx.AllConfirmed()) << "the pending one left";
+  apply(rec(RecordType::kGone, 2, ids[1]));
+  apply(rec(RecordType::kConfirm, 3, {}));  // of a gone uid: ignored
+  EXPECT_TRUE(idx.AllConfirmed());
+  MailboxIndex copy = idx;  // CatchUpWithDirectory works on a copy
+  EXPECT_TRUE(copy.AllConfirmed());
+}
+
 TEST_F(MailboxTest, DeliverStoresBytesExactlyWithGrowingUids) {
   auto box = OpenBox(fs_);
   std::string eight_bit = std::string("Subject: \xE2\x9C\x93\n\nNUL\0here\n", 24) + std::string(5000, 'L') + "\n";

@@ -667,12 +667,7 @@ Status Mailbox::CatchUpWithDirectory(std::vector<IndexRecord>* changes) {
   return Status::Ok();
 }
 
-bool Mailbox::AllConfirmed() const {
-  for (const auto& [uid, e] : state_.live()) {
-    if (!e.confirmed && !e.expunge_requested) return false;
-  }
-  return true;
-}
+bool Mailbox::AllConfirmed() const { return state_.AllConfirmed(); }
 
 Status Mailbox::Refresh(bool scan_directory) {
   HF_ASSIGN_OR_RETURN(Lock lock, LockAndLoad());

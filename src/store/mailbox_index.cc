@@ -9,6 +9,9 @@ constexpr size_t kMaxNameLength = 1024;
 
 std::string BaseOf(const std::string& name) { return name.substr(0, name.find(':')); }
 
+// Counted in MailboxIndex::pending_.
+bool Pending(const IndexEntry& e) { return !e.confirmed && !e.expunge_requested; }
+
 }  // namespace
 
 const char* SubdirName(MaildirDir d) { return d == MaildirDir::kNew ? "new" : "cur"; }
@@ -154,6 +157,7 @@ Status MailboxIndex::Apply(const IndexRecord& r) {
       std::string base = e.Base();
       if (base_to_uid_.count(base) != 0) return Status::Corrupt("file " + base + " indexed twice");
       live_[e.uid] = e;
+      if (Pending(e)) ++pending_;
       base_to_uid_[base] = e.uid;
       live_ids_[e.id] = e.uid;
       gone_.erase(base);
@@ -173,6 +177,7 @@ Status MailboxIndex::Apply(const IndexRecord& r) {
       auto it = live_.find(r.uid);
       if (it == live_.end()) return Status::Ok();  // already gone: idempotent
       if (it->second.id != r.id) return Status::Corrupt("expunge of uid " + std::to_string(r.uid) + " names another message");
+      if (Pending(it->second)) --pending_;
       if (r.type == RecordType::kExpungeRequest) {
         it->second.expunge_requested = true;
       } else {
@@ -198,7 +203,10 @@ Status MailboxIndex::Apply(const IndexRecord& r) {
       return Status::Ok();
     case RecordType::kConfirm: {
       auto it = live_.find(r.uid);
-      if (it != live_.end()) it->second.confirmed = true;
+      if (it != live_.end()) {
+        if (Pending(it->second)) --pending_;
+        it->second.confirmed = true;
+      }
       return Status::Ok();
     }
   }

@@ -97,6 +97,9 @@ class MailboxIndex {
   uint32_t uidvalidity() const { return uidvalidity_; }
   uint32_t uid_next() const { return uid_next_; }
   const std::map<uint32_t, IndexEntry>& live() const { return live_; }
+  // Whether every live entry was seen on disk by a scan or is being
+  // expunged (no Add whose rename may not have happened). O(1): counted.
+  bool AllConfirmed() const { return pending_ == 0; }
   const IndexEntry* FindUid(uint32_t uid) const;
   const IndexEntry* FindBase(const std::string& base) const;
   // Base names of messages that left the listing, and why (resurrection rules).
@@ -123,6 +126,7 @@ class MailboxIndex {
   std::map<MessageId, uint32_t> live_ids_;
   std::map<MessageId, uint32_t> tombstones_;  // id -> uid it had (0 if unknown)
   std::set<uint32_t> retired_uids_;
+  size_t pending_ = 0;  // live entries neither confirmed nor being expunged
 };
 
 }  // namespace holdfast
