@@ -2,6 +2,8 @@
 // under a crash at every point (crash_harness.h).
 #include "pop3/maildrop.h"
 
+#include <algorithm>
+
 #include "crash_harness.h"
 #include "pop3/dot_stuff.h"
 
@@ -88,6 +90,31 @@ TEST(Pop3Maildrop, OpenMessageFollowsARenameByAnotherTool) {
   auto n = (*f)->ReadAt(0, buf.data(), buf.size());
   ASSERT_TRUE(n.ok());
   EXPECT_EQ(buf.substr(0, *n), Msg(1));
+}
+
+TEST(Pop3Maildrop, OpenMessageOfAFileAnotherToolRemovedIsNotFound) {
+  SimFs fs;
+  Outcome o;
+  DeliverAcked(fs, o, Msg(1));
+  DeliverAcked(fs, o, Msg(2));
+  auto drop = pop3::Maildrop::Open(fs, kBox, TestOptions());
+  ASSERT_TRUE(drop.ok());
+  auto names = fs.ReadDir(std::string(kBox) + "/new");
+  ASSERT_TRUE(names.ok() && names->size() == 2);
+  std::sort(names->begin(), names->end());
+  // The one whose name carries U=1 (message 1).
+  std::string first = names->front().find(",U=1") != std::string::npos ? names->front() : names->back();
+  ASSERT_TRUE(fs.Unlink(std::string(kBox) + "/new/" + first).ok());
+  auto gone = (*drop)->OpenMessage(1);
+  ASSERT_FALSE(gone.ok());
+  EXPECT_EQ(gone.status().kind(), Status::Kind::kNotFound);
+  auto f = (*drop)->OpenMessage(2);
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  std::string buf(200, '\0');
+  auto n = (*f)->ReadAt(0, buf.data(), buf.size());
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(buf.substr(0, *n), Msg(2));
+  EXPECT_EQ((*drop)->Listing().size(), 2u) << "the snapshot itself does not change";
 }
 
 // What RETR sends for message n, less the stuffed dots and the final ".\r\n":

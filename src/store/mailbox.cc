@@ -676,7 +676,7 @@ Status Mailbox::Refresh(bool scan_directory) {
   return CatchUpWithDirectory(&changes);
 }
 
-Result<std::vector<IndexEntry>> Mailbox::List() {
+Status Mailbox::CatchUpForListing() {
   HF_ASSIGN_OR_RETURN(Lock lock, LockAndLoad());
   std::vector<IndexRecord> changes;
   HF_RETURN_IF_ERROR(CatchUpWithDirectory(&changes));
@@ -684,12 +684,35 @@ Result<std::vector<IndexEntry>> Mailbox::List() {
   if (journal_offset_ > (64u << 10) && journal_offset_ > 4 * 160 * (state_.live().size() + 1)) {
     (void)WriteNewJournal(state_);  // an optimisation: if it fails, the old journal stays
   }
+  return Status::Ok();
+}
+
+Result<std::vector<IndexEntry>> Mailbox::List() {
+  HF_RETURN_IF_ERROR(CatchUpForListing());
   std::vector<IndexEntry> out;
   out.reserve(state_.live().size());
   for (const auto& [uid, e] : state_.live()) {
     if (!e.expunge_requested) out.push_back(e);
   }
   return out;
+}
+
+Result<std::vector<MessageRef>> Mailbox::ListRefs() {
+  HF_RETURN_IF_ERROR(CatchUpForListing());
+  std::vector<MessageRef> out;
+  out.reserve(state_.live().size());
+  for (const auto& [uid, e] : state_.live()) {
+    if (!e.expunge_requested) out.push_back(MessageRef{e.uid, e.id, e.network_size()});
+  }
+  return out;
+}
+
+Result<std::string> Mailbox::PathOf(uint32_t uid, const MessageId& id) const {
+  const IndexEntry* e = state_.FindUid(uid);
+  if (e == nullptr || e->id != id || e->expunge_requested) {
+    return Status::NotFound("uid " + std::to_string(uid) + " is no longer in the mailbox");
+  }
+  return e->Path(dir_);
 }
 
 Status Mailbox::Expunge(const std::vector<ExpungeTarget>& targets) {
