@@ -37,6 +37,9 @@ CRLF form, with a CRLF ending an unterminated last line (hfsys.pop3_wire_form).
 (j) with pop3.idle_timeout_ms = 1000: a silent client gets "-ERR idle too
     long" and is closed; a client that stops reading a 5 MB RETR is dropped
     and its maildrop lock released.
+(k) the credentials cache: a repeated login is logged auth=cached; a wrong
+    password is still refused (and not from the cache); after `holdfast user
+    passwd` the old password is refused at once and the new one works.
 
 Run:  /usr/bin/python3 tests/system/test_pop3_clients.py --holdfast build/holdfast
 Exit: 0 pass, 1 fail, 77 skip (curl or openssl missing).
@@ -349,6 +352,36 @@ def part_j(hf, srv, tls_port):
     s.close()
 
 
+def refused(port, user, password):
+    try:
+        p = login(port, user, password)
+    except poplib.error_proto as e:
+        return e.args[0].startswith(b"-ERR [AUTH]")
+    p.quit()
+    return False
+
+
+def part_k(hf, srv):
+    """The credentials cache (pop3.auth_cache_ttl_ms, on by default): a
+    second login with the same password skips the hash; a wrong password is
+    refused all the same; `holdfast user passwd` invalidates it at once."""
+    def bob_logins():
+        return [l for l in srv.log_lines() if "event=login " in l and "user=bob " in l]
+    for _ in range(2):
+        login(srv.pop3_port, "bob").quit()
+    last = bob_logins()[-1]
+    check("result=ok" in last and "auth=cached" in last, "a second login with the same password is cached", last)
+    check(refused(srv.pop3_port, "bob", PW["bob"] + "x"), "a wrong password is refused while bob's login is cached")
+    check("auth=cached" not in bob_logins()[-1], "  (and was not answered from the cache)", bob_logins()[-1])
+    new_pw = "bob-new-pw-3"
+    hf.run("user", "passwd", "bob", "--password-stdin", input=(new_pw + "\n").encode())
+    check(refused(srv.pop3_port, "bob", PW["bob"]), "after `user passwd` the old password is refused at once")
+    p = login(srv.pop3_port, "bob", new_pw)
+    p.quit()
+    check("auth=cached" not in bob_logins()[-1], "the new password is checked in full the first time", bob_logins()[-1])
+    hf.run("user", "passwd", "bob", "--password-stdin", input=(PW["bob"] + "\n").encode())
+
+
 def main(args):
     for tool in (CURL, OPENSSL):
         if not os.path.exists(tool):
@@ -387,6 +420,7 @@ def main(args):
             part_i(hf, srv)
             part_e(hf, srv, tmp.path, stored_messages(hf, "alice"))
             part_j(hf, srv, tls_port)
+            part_k(hf, srv)  # after part_j's restart: no earlier failures to slow its two
             check(srv.stop()[0] == 0, "SIGTERM: exit 0")
             hf.fsck("alice", "bob")
             bad = [ln for ln in srv.log_lines() if " error " in ln] + srv.sanitizer_reports()
