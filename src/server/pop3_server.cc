@@ -471,8 +471,16 @@ awaitable<void> Pop3Server::Serve(tcp::socket sock, bool implicit_tls) {
         }
         case pop3::Event::Kind::kQuit: {
           // UPDATE: the deletions are durable before "+OK" (RFC 1939 section 6).
+          // The maildrop is released before the reply, too: a client that
+          // logs in again as soon as it reads "+OK" (a cached login takes
+          // about a millisecond) must not find its own last session still
+          // holding the lock ([IN-USE]).
           std::vector<size_t> marked = ev.deleted;
-          auto commit = [&drop, marked] { return drop ? drop->Commit(marked) : Status::Ok(); };
+          auto commit = [this, &drop, &user, marked] {
+            Status committed = drop ? drop->Commit(marked) : Status::Ok();
+            if (drop) Keep(user, pop3::Maildrop::Close(std::move(drop)));
+            return committed;
+          };
           Status s = co_await OnPool(pool_, std::move(commit));
           deleted = s.ok() ? marked.size() : 0;
           counters_.deleted += deleted;

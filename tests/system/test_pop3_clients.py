@@ -39,7 +39,9 @@ CRLF form, with a CRLF ending an unterminated last line (hfsys.pop3_wire_form).
     and its maildrop lock released.
 (k) the credentials cache: a repeated login is logged auth=cached; a wrong
     password is still refused (and not from the cache); after `holdfast user
-    passwd` the old password is refused at once and the new one works.
+    passwd` the old password is refused at once and the new one works; 100
+    logins in a row, each sent as soon as the last QUIT's +OK arrived, never
+    find the maildrop [IN-USE].
 
 Run:  /usr/bin/python3 tests/system/test_pop3_clients.py --holdfast build/holdfast
 Exit: 0 pass, 1 fail, 77 skip (curl or openssl missing).
@@ -380,6 +382,15 @@ def part_k(hf, srv):
     p.quit()
     check("auth=cached" not in bob_logins()[-1], "the new password is checked in full the first time", bob_logins()[-1])
     hf.run("user", "passwd", "bob", "--password-stdin", input=(PW["bob"] + "\n").encode())
+    # A cached login is fast: logging in again the moment QUIT's "+OK" arrives
+    # must not find the last session still holding the maildrop ([IN-USE]).
+    login(srv.pop3_port, "bob").quit()
+    for i in range(100):
+        try:
+            login(srv.pop3_port, "bob").quit()
+        except poplib.error_proto as e:
+            check(False, "a login right after QUIT's +OK finds the maildrop free", f"attempt {i}: {e}")
+    check(True, "100 logins, each right after the last one's QUIT: the maildrop was always free")
 
 
 def main(args):
