@@ -50,6 +50,9 @@
 #   POLL_PROCS    client processes for (c) (threads inside)          (4)
 #   DV_PASS       crypt: Dovecot checks the same yescrypt hash as
 #                 holdfast; plain: {PLAIN} passwords for Dovecot     (crypt)
+#   DV_AUTH_CACHE 1: turn on Dovecot's auth_cache (auth_cache_size = 10M,
+#                 auth_cache_ttl = 1 hour), like holdfast's credentials
+#                 cache, which is on by default; 0: Dovecot's default (off) (0)
 #   LOAD_MAX      wait before measuring while the 1-minute load average is
 #                 above this ...                                     (3)
 #   LOAD_WAIT     ... but at most this many seconds                  (120)
@@ -85,6 +88,7 @@ RTT_N="${RTT_N:-50}"
 POLL_USERS="${POLL_USERS:-50}"; POLL_MSGS="${POLL_MSGS:-200}"; POLL_RETR="${POLL_RETR:-5}"
 POLL_SECS="${POLL_SECS:-20}"; POLL_SLICES="${POLL_SLICES:-2}"; POLL_PROCS="${POLL_PROCS:-4}"
 DV_PASS="${DV_PASS:-crypt}"
+DV_AUTH_CACHE="${DV_AUTH_CACHE:-0}"
 LOAD_MAX="${LOAD_MAX:-3}"; LOAD_WAIT="${LOAD_WAIT:-120}"
 PASSWORD=bench-password
 PY=/usr/bin/python3
@@ -99,6 +103,7 @@ HF_ORIG="$HF"
 [ -x "$DV_POP3" ] || die "Dovecot's POP3 server $DV_POP3 is not installed (apt-get install dovecot-pop3d)"
 [ -x "$PY" ] || die "$PY is needed"
 case "$DV_PASS" in crypt|plain) ;; *) die "DV_PASS must be crypt or plain" ;; esac
+case "$DV_AUTH_CACHE" in 0|1) ;; *) die "DV_AUTH_CACHE must be 0 or 1" ;; esac
 BUILD_TYPE="$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$(dirname "$HF")/CMakeCache.txt" 2>/dev/null || true)"
 SANITIZE="$(sed -n 's/^HOLDFAST_SANITIZE:BOOL=//p' "$(dirname "$HF")/CMakeCache.txt" 2>/dev/null || true)"
 case "$SANITIZE" in ON|on|1|TRUE|true) echo "WARNING: $HF is built with sanitizers" >&2; BUILD_TYPE="$BUILD_TYPE+ASan";; esac
@@ -697,6 +702,7 @@ userdb {
 mail_location = maildir:$DVDIR/mail/%Ln
 # As durable as holdfast: fsync mail data, directories and index files.
 mail_fsync = always
+$([ "$DV_AUTH_CACHE" = 1 ] && printf 'auth_cache_size = 10M\nauth_cache_ttl = 1 hour\n')
 # Dovecot will not access mail as root.
 mail_uid = $MUID
 mail_gid = $MGID
@@ -964,13 +970,13 @@ cat <<REPORT
 
 ## POP3: holdfast serve vs Dovecot POP3
 
-- command: \`${BENCH_CMD:-bench/pop3_bench.sh}\` (BIG_N=$BIG_N BIG_MIN=$BIG_MIN BIG_MAX=$BIG_MAX WARM_RUNS=$WARM_RUNS COLD_RUNS=$COLD_RUNS COLD=$COLD RETR_N=$RETR_N RETR_SIZE=$RETR_SIZE RETR_RUNS=$RETR_RUNS WINDOW=$WINDOW POLL_USERS=$POLL_USERS POLL_MSGS=$POLL_MSGS POLL_RETR=$POLL_RETR POLL_SECS=$POLL_SECS POLL_SLICES=$POLL_SLICES POLL_PROCS=$POLL_PROCS DV_PASS=$DV_PASS)
+- command: \`${BENCH_CMD:-bench/pop3_bench.sh}\` (BIG_N=$BIG_N BIG_MIN=$BIG_MIN BIG_MAX=$BIG_MAX WARM_RUNS=$WARM_RUNS COLD_RUNS=$COLD_RUNS COLD=$COLD RETR_N=$RETR_N RETR_SIZE=$RETR_SIZE RETR_RUNS=$RETR_RUNS WINDOW=$WINDOW POLL_USERS=$POLL_USERS POLL_MSGS=$POLL_MSGS POLL_RETR=$POLL_RETR POLL_SECS=$POLL_SECS POLL_SLICES=$POLL_SLICES POLL_PROCS=$POLL_PROCS DV_PASS=$DV_PASS DV_AUTH_CACHE=$DV_AUTH_CACHE)
 - date: $(date -u '+%Y-%m-%d %H:%M UTC')
 - machine: $(nproc) CPUs ($(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, kernel $(uname -r)
 - file system: $FS_INFO (scratch dir under $PARENT)
 - holdfast: $("$HF" --version 2>/dev/null || echo '?') serve ($HF_ORIG, CMAKE_BUILD_TYPE=${BUILD_TYPE:-unknown}), pop3.max_connections_per_ip = 1000, otherwise defaults
 - Dovecot: $("$DOVECOT" --version) POP3 (dovecot-pop3d), default services (a login process and a pop3 process per connection), mail_fsync = always, default Maildir index settings
-- passwords: both check the same yescrypt hash (\`{CRYPT}\$y\$j9T\$...\`, from \`holdfast user add\`)$([ "$DV_PASS" = plain ] && echo " -- NO: DV_PASS=plain, Dovecot checks {PLAIN} passwords")
+- passwords: both check the same yescrypt hash (\`{CRYPT}\$y\$j9T\$...\`, from \`holdfast user add\`)$([ "$DV_PASS" = plain ] && echo " -- NO: DV_PASS=plain, Dovecot checks {PLAIN} passwords"); holdfast's credentials cache on (its default), Dovecot's auth_cache $([ "$DV_AUTH_CACHE" = 1 ] && echo "on (DV_AUTH_CACHE=1: auth_cache_size = 10M, auth_cache_ttl = 1 hour)" || echo "off (its default)")
 - client: $("$PY" --version 2>&1), raw sockets; (b) pipelines $WINDOW RETRs; (c) $POLL_PROCS processes x threads
 - mailboxes: $BIG_COUNT messages of $BIG_MIN-$BIG_MAX B ($BIG_BYTES bytes) for (a); $RETR_COUNT x $RETR_SIZE B for (b); $POLL_USERS x $POLL_MSGS messages of 1-8 KiB for (c); generated in cur/ (:2,S), copied with cp -a
 - priming login on the $BIG_COUNT-message mailbox (each server's first sight of the files):$PRIME_NOTE

@@ -1,6 +1,7 @@
 // CredentialsCache: recently verified logins, so that a client that logs in
-// every minute does not pay a yescrypt check (~70 ms of CPU) every time --
-// Dovecot's auth_cache for passwords that verified.
+// every minute does not pay a yescrypt check (~70 ms of CPU) every time.
+// Modelled on Dovecot's auth_cache, but what it remembers is that a password
+// verified, so a hit needs no hash at all.
 //
 // In memory only, per process. An entry is keyed by user and holds
 // HMAC-SHA256(per-process random key, user NUL password) of the password
