@@ -78,6 +78,18 @@ TEST(ConfigTest, Limits) {
   }
 }
 
+TEST(ConfigTest, Pop3AuthCache) {
+  Config d = DefaultConfig();
+  EXPECT_EQ(d.pop3.auth_cache_ttl_ms, 3600000);
+  EXPECT_EQ(d.pop3.auth_cache_size, 100000);
+  auto r = ParseConfig("[pop3]\nauth_cache_ttl_ms = 0\nauth_cache_size = 5\n", "x");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->pop3.auth_cache_ttl_ms, 0);  // 0: no cache
+  EXPECT_EQ(r->pop3.auth_cache_size, 5);
+  EXPECT_CONTAINS(ParseError("[pop3]\nauth_cache_ttl_ms = -1\n"), "from 0 to 86400000");
+  EXPECT_CONTAINS(ParseError("[pop3]\nauth_cache_size = 0\n"), "from 1 to 10000000");
+}
+
 TEST(ConfigTest, UnknownTopLevelKey) {
   std::string e = ParseError("hostname = \"a\"\nhostnme = \"b\"\n");
   EXPECT_CONTAINS(e, "unknown key 'hostnme' in holdfast.toml");

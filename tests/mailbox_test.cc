@@ -11,6 +11,7 @@
 #include "crash_harness.h"
 #include "store/maildir_name.h"
 #include "util/checksum.h"
+#include "util/record_log.h"
 
 namespace holdfast::testing {
 namespace {
@@ -37,6 +38,98 @@ class MailboxTest : public ::testing::Test {
   std::string In(const std::string& sub) { return std::string(kBox) + "/" + sub; }
   SimFs fs_;
 };
+
+// eol_added (the line end RETR adds to an unterminated last line) is an
+// optional last field of Add: absent when 0, so an index of LF-terminated
+// messages is byte for byte what earlier versions wrote; read back as given.
+TEST(MailboxIndexRecord, AddCarriesEolAddedOnlyWhenNotZero) {
+  IndexRecord add;
+  add.type = RecordType::kAdd;
+  add.uid = add.entry.uid = 7;
+  add.entry.name = "1700000000.x.host,S=10,W=12,U=7";
+  add.entry.size = 10;
+  add.entry.vsize = 12;
+  std::string plain = add.Encode();
+  add.entry.eol_added = 2;
+  std::string with = add.Encode();
+  EXPECT_EQ(with.size(), plain.size() + 1);
+  for (const auto& [bytes, want] : {std::pair{plain, 0}, std::pair{with, 2}}) {
+    ParsedLog parsed = ParseRecordLog(bytes);
+    ASSERT_EQ(parsed.records.size(), 1u);
+    auto r = IndexRecord::Decode(parsed.records[0].type, parsed.records[0].payload);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->entry.eol_added, want);
+    EXPECT_EQ(r->entry.network_size(), 12u + want);
+  }
+  // Only 1 and 2 are meaningful; an explicit 0 or a 3 is damage.
+  std::string payload = std::string(ParseRecordLog(with).records[0].payload);
+  for (char bad : {'\0', '\3'}) {
+    payload.back() = bad;
+    EXPECT_FALSE(IndexRecord::Decode(static_cast<uint8_t>(RecordType::kAdd), payload).ok()) << int(bad);
+  }
+  EXPECT_EQ(EolAdded(0, 'x'), 0);
+  EXPECT_EQ(EolAdded(3, '\n'), 0);
+  EXPECT_EQ(EolAdded(3, '\r'), 1);
+  EXPECT_EQ(EolAdded(3, 'x'), 2);
+}
+
+// AllConfirmed() is a counter kept by Apply, not a walk over the entries:
+// it must agree with the walk through every kind of record.
+TEST(MailboxIndexRecord, AllConfirmedFollowsEveryRecord) {
+  MailboxIndex idx;
+  auto walk = [&idx] {
+    for (const auto& [uid, e] : idx.live()) {
+      if (!e.confirmed && !e.expunge_requested) return false;
+    }
+    return true;
+  };
+  auto apply = [&](IndexRecord r) {
+    ASSERT_TRUE(idx.Apply(r).ok());
+    EXPECT_EQ(idx.AllConfirmed(), walk()) << "after record type " << int(r.type) << " uid " << r.uid;
+  };
+  IndexRecord h;
+  h.type = RecordType::kHeader;
+  h.uidvalidity = 1;
+  apply(h);
+  EXPECT_TRUE(idx.AllConfirmed());
+  std::vector<MessageId> ids;
+  for (uint32_t uid = 1; uid <= 4; ++uid) {
+    IndexRecord add;
+    add.type = RecordType::kAdd;
+    add.uid = add.entry.uid = uid;
+    add.entry.id = MessageId::Generate();
+    add.entry.name = "1700000000." + add.entry.id.ToString() + ".h";
+    add.entry.confirmed = uid == 4;  // as RebuildFrom applies a snapshot's entries
+    ids.push_back(add.entry.id);
+    apply(add);
+  }
+  EXPECT_FALSE(idx.AllConfirmed());
+  auto rec = [](RecordType t, uint32_t uid, MessageId id) {
+    IndexRecord r;
+    r.type = t;
+    r.uid = uid;
+    r.id = id;
+    return r;
+  };
+  apply(rec(RecordType::kConfirm, 1, {}));
+  apply(rec(RecordType::kConfirm, 1, {}));  // twice: counted once
+  apply(rec(RecordType::kExpungeRequest, 2, ids[1]));
+  apply(rec(RecordType::kExpungeRequest, 2, ids[1]));
+  EXPECT_FALSE(idx.AllConfirmed()) << "uid 3 is still pending";
+  IndexRecord move;
+  move.type = RecordType::kMove;
+  move.uid = 3;
+  move.entry.dir = MaildirDir::kCur;
+  move.entry.name = "1700000000." + ids[2].ToString() + ".h:2,S";
+  apply(move);
+  apply(rec(RecordType::kGone, 3, ids[2]));
+  EXPECT_TRUE(idx.AllConfirmed()) << "the pending one left";
+  apply(rec(RecordType::kGone, 2, ids[1]));
+  apply(rec(RecordType::kConfirm, 3, {}));  // of a gone uid: ignored
+  EXPECT_TRUE(idx.AllConfirmed());
+  MailboxIndex copy = idx;  // CatchUpWithDirectory works on a copy
+  EXPECT_TRUE(copy.AllConfirmed());
+}
 
 TEST_F(MailboxTest, DeliverStoresBytesExactlyWithGrowingUids) {
   auto box = OpenBox(fs_);

@@ -214,6 +214,26 @@ TEST(Pop3Session, InvalidMaildropIsRefused) {
   f.Login({{1, std::string(70, '~')}, {2, "!"}});
 }
 
+// The uniqueness check on a big maildrop (an open-addressing table): a
+// duplicate anywhere is found, and 100,000 distinct UIDLs that collide in
+// the table's low bits pass.
+TEST(Pop3Session, BigMaildropUidlsAreCheckedForDuplicates) {
+  std::vector<MessageInfo> drop;
+  for (int i = 0; i < 100000; ++i) drop.push_back({10, "uidl-" + std::to_string(i)});
+  for (auto [a, b] : {std::pair{0, 99999}, std::pair{512, 513}, std::pair{70000, 3}}) {
+    auto dup = drop;
+    dup[b].uidl = dup[a].uidl;
+    Fixture f;
+    ASSERT_EQ(f.Feed("USER alice\r\nPASS x\r\n").kind, Kind::kAuthenticate);
+    EXPECT_EQ(f.Auth(AuthResult::kOk, dup).kind, Kind::kClose) << a << " = " << b;
+    EXPECT_EQ(f.out, "-ERR [SYS/PERM] internal error: the maildrop has an invalid UIDL\r\n");
+  }
+  Fixture f;
+  ASSERT_EQ(f.Feed("USER alice\r\nPASS x\r\n").kind, Kind::kAuthenticate);
+  EXPECT_EQ(f.Auth(AuthResult::kOk, drop).kind, Kind::kNone);
+  EXPECT_EQ(f.out, "+OK maildrop has 100000 messages (1000000 octets)\r\n");
+}
+
 TEST(Pop3Session, PlaintextNeedsPermission) {
   Fixture f(TlsOnly());
   f.Feed("USER alice\r\n");

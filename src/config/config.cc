@@ -75,6 +75,8 @@ const std::vector<KeySpec>& Keys() {
       HF_INT("pop3.max_connections_per_ip", pop3.max_connections_per_ip, 1, 100000),
       HF_INT("pop3.idle_timeout_ms", pop3.idle_timeout_ms, 1000, 86400000),
       HF_INT("pop3.auth_failure_delay_ms", pop3.auth_failure_delay_ms, 0, 60000),
+      HF_INT("pop3.auth_cache_ttl_ms", pop3.auth_cache_ttl_ms, 0, 86400000),
+      HF_INT("pop3.auth_cache_size", pop3.auth_cache_size, 1, 10000000),
       {"tls.cert_file", StringKey{+[](Config& c) -> std::string& { return c.tls.cert_file; }, {}}},
       {"tls.key_file", StringKey{+[](Config& c) -> std::string& { return c.tls.key_file; }, {}}},
       HF_INT("spool.segment_bytes", spool.segment_bytes, 1 << 20, 1 << 30),

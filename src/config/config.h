@@ -50,6 +50,8 @@ struct Config {
     int64_t max_connections_per_ip = 50;          // 1 .. 100000
     int64_t idle_timeout_ms = 600000;             // RFC 1939: at least 10 minutes
     int64_t auth_failure_delay_ms = 1000;         // doubles per recent failure from an address, max 16x
+    int64_t auth_cache_ttl_ms = 3600000;          // a verified login skips the hash this long; 0: no cache
+    int64_t auth_cache_size = 100000;             // users remembered at most, 1 .. 10000000
   } pop3;
   struct Tls {
     std::string cert_file;  // PEM chain; "" = DATA/tls/cert.pem if present

@@ -15,7 +15,7 @@ Result<std::unique_ptr<Maildrop>> Maildrop::Open(Fs& fs, const std::string& mail
   if (!box || box->dir() != maildir) {
     HF_ASSIGN_OR_RETURN(box, Mailbox::Open(fs, maildir, std::move(opts)));
   }
-  HF_ASSIGN_OR_RETURN(auto entries, box->List());
+  HF_ASSIGN_OR_RETURN(auto entries, box->ListRefs());
   return std::unique_ptr<Maildrop>(
       new Maildrop(fs, std::move(lock).value(), std::move(box), std::move(entries)));
 }
@@ -29,24 +29,23 @@ std::unique_ptr<Mailbox> Maildrop::Close(std::unique_ptr<Maildrop> drop) {
 std::vector<MessageInfo> Maildrop::Listing() const {
   std::vector<MessageInfo> out;
   out.reserve(entries_.size());
-  for (const auto& e : entries_) out.push_back(MessageInfo{e.vsize, e.id.ToString()});
+  for (const auto& e : entries_) out.push_back(MessageInfo{e.network_size, e.id.ToString()});
   return out;
 }
 
 Result<std::unique_ptr<File>> Maildrop::OpenMessage(size_t n) {
   if (n == 0 || n > entries_.size()) return Status::Invalid("no message " + std::to_string(n));
-  IndexEntry& e = entries_[n - 1];
-  auto f = fs_.OpenRead(e.Path(box_->dir()));
-  if (f.ok() || f.status().kind() != Status::Kind::kNotFound) return f;
-  // Renamed by another Maildir tool (new/ -> cur/, flags): look it up again.
-  HF_ASSIGN_OR_RETURN(auto now, box_->List());
-  for (const auto& cur : now) {
-    if (cur.uid == e.uid && cur.id == e.id) {
-      e.dir = cur.dir;
-      e.name = cur.name;
-      return fs_.OpenRead(e.Path(box_->dir()));
-    }
+  const MessageRef& e = entries_[n - 1];
+  auto path = box_->PathOf(e.uid, e.id);
+  if (path.ok()) {
+    auto f = fs_.OpenRead(*path);
+    if (f.ok() || f.status().kind() != Status::Kind::kNotFound) return f;
   }
+  // Renamed by another Maildir tool (new/ -> cur/, flags): catch up with the
+  // directory and look it up again, by UID and identity.
+  HF_RETURN_IF_ERROR(box_->Refresh());
+  path = box_->PathOf(e.uid, e.id);
+  if (path.ok()) return fs_.OpenRead(*path);
   return Status::NotFound("message " + std::to_string(n) + " was removed by another program");
 }
 

@@ -57,13 +57,16 @@ class Maildrop {
                 const std::function<void(const std::vector<MessageId>&)>& committed = {});
 
  private:
-  Maildrop(Fs& fs, std::unique_ptr<FileLock> lock, std::unique_ptr<Mailbox> box, std::vector<IndexEntry> entries)
+  Maildrop(Fs& fs, std::unique_ptr<FileLock> lock, std::unique_ptr<Mailbox> box, std::vector<MessageRef> entries)
       : fs_(fs), lock_(std::move(lock)), box_(std::move(box)), entries_(std::move(entries)) {}
 
   Fs& fs_;
   std::unique_ptr<FileLock> lock_;
   std::unique_ptr<Mailbox> box_;
-  std::vector<IndexEntry> entries_;  // message n is entries_[n-1], by UID
+  // Message n is entries_[n-1], by UID. No file names: a 100,000-message
+  // snapshot would copy 100,000 strings at every login; OpenMessage asks
+  // box_ (which only this session uses) where the message is.
+  std::vector<MessageRef> entries_;
 };
 
 }  // namespace holdfast::pop3

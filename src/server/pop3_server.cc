@@ -228,8 +228,9 @@ Pop3Server::LoginResult Pop3Server::Login(const std::string& user, const std::st
   r.result = pop3::AuthResult::kBadCredentials;
   auto name = UserName::Parse(user);
   std::optional<UserRecord> rec;
+  uint64_t users_generation = 0;
   if (name.ok()) {
-    auto found = users_.Find(*name);
+    auto found = users_.Find(*name, &users_generation);
     if (!found.ok()) {
       r.result = pop3::AuthResult::kTempFailure;
       r.reason = found.status().ToString();
@@ -243,10 +244,20 @@ Pop3Server::LoginResult Pop3Server::Login(const std::string& user, const std::st
     auto h = HashPassword("holdfast-dummy-password");
     return h.ok() ? *h : std::string();
   }();
-  bool good = VerifyPassword(password, rec ? rec->password_hash : kDummy) && rec.has_value();
+  // A password that verified against this very entry of this version of the
+  // users file within pop3.auth_cache_ttl_ms skips the hash; anything else
+  // (a wrong password included) pays it in full.
+  const std::chrono::milliseconds ttl(config_.pop3.auth_cache_ttl_ms);
+  bool good = rec && credentials_.Verified(name->str(), password, rec->password_hash, users_generation, ttl);
+  r.cached = good;
   if (!good) {
-    r.reason = rec ? "wrong password" : "unknown user";
-    return r;
+    good = VerifyPassword(password, rec ? rec->password_hash : kDummy) && rec.has_value();
+    if (!good) {
+      r.reason = rec ? "wrong password" : "unknown user";
+      return r;
+    }
+    credentials_.Remember(name->str(), password, rec->password_hash, users_generation, ttl,
+                          static_cast<size_t>(config_.pop3.auth_cache_size));
   }
   MailboxOptions mo;
   mo.hostname = config_.hostname;
@@ -442,7 +453,8 @@ awaitable<void> Pop3Server::Serve(tcp::socket sock, bool implicit_tls) {
           LoginResult r = co_await OnPool(pool_, std::move(login));
           log_.Info("event=login protocol=pop3 client=" + Kv(peer) + " user=" + Kv(u) +
                     " result=" + AuthResultName(r.result) + (r.reason.empty() ? "" : " reason=" + Kv(r.reason)) +
-                    (r.drop ? " messages=" + std::to_string(r.drop->count()) : ""));
+                    (r.drop ? " messages=" + std::to_string(r.drop->count()) : "") +
+                    (r.cached ? " auth=cached" : ""));
           if (r.result == pop3::AuthResult::kOk) {
             ++counters_.logins_ok;
           } else if (r.result == pop3::AuthResult::kBadCredentials) {
@@ -491,6 +503,10 @@ awaitable<void> Pop3Server::Serve(tcp::socket sock, bool implicit_tls) {
         }
         case pop3::Event::Kind::kQuit: {
           // UPDATE: the deletions are durable before "+OK" (RFC 1939 section 6).
+          // The maildrop is released before the reply, too: a client that
+          // logs in again as soon as it reads "+OK" (a cached login takes
+          // about a millisecond) must not find its own last session still
+          // holding the lock ([IN-USE]).
           std::vector<size_t> marked = ev.deleted;
           // Recorded the moment the deletions are certain (their request
           // durable): a crash after it cannot bring the messages back.
@@ -506,7 +522,11 @@ awaitable<void> Pop3Server::Serve(tcp::socket sock, bool implicit_tls) {
             }
             events_->Append(std::move(events));
           };
-          auto commit = [&drop, marked, &committed] { return drop ? drop->Commit(marked, committed) : Status::Ok(); };
+          auto commit = [this, &drop, &user, marked, &committed] {
+            Status done = drop ? drop->Commit(marked, committed) : Status::Ok();
+            if (drop) Keep(user, pop3::Maildrop::Close(std::move(drop)));
+            return done;
+          };
           Status s = co_await OnPool(pool_, std::move(commit));
           deleted = s.ok() ? marked.size() : 0;
           counters_.deleted += deleted;

@@ -22,6 +22,7 @@
 #include "pop3/maildrop.h"
 #include "pop3/pop3_session.h"
 #include "server/logger.h"
+#include "users/credentials_cache.h"
 #include "users/users_cache.h"
 #include "util/status.h"
 
@@ -64,6 +65,7 @@ class Pop3Server {
     std::unique_ptr<pop3::Maildrop> drop;
     std::string reason;  // for the log
     std::string user;    // the user name as stored (folded), once known
+    bool cached = false; // the password matched a cached verification (no hash)
   };
 
   Status LoadTls();
@@ -95,6 +97,7 @@ class Pop3Server {
   const std::string data_dir_;
   const Config& config_;
   UsersCache& users_;
+  CredentialsCache credentials_;  // logins that verified recently (pop3.auth_cache_ttl_ms)
   std::unique_ptr<asio::ssl::context> tls_;  // null: no certificate, no STLS, no POP3S
   asio::ssl::context no_tls_;                // for the plain connections' unused TLS layer
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;

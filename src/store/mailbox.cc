@@ -64,6 +64,7 @@ Result<std::unordered_map<std::string, OnDisk>> ScanDirs(Fs& fs, const std::stri
 struct FileDigest {
   uint64_t size = 0;
   uint64_t vsize = 0;
+  uint8_t eol_added = 0;
   std::array<uint8_t, 32> sha256{};
 };
 
@@ -73,6 +74,7 @@ Result<FileDigest> DigestFile(Fs& fs, const std::string& path) {
   Sha256 sha;
   std::string buf(kReadChunk, '\0');
   bool last_cr = false;
+  char last_char = '\n';
   for (;;) {
     HF_ASSIGN_OR_RETURN(size_t n, file->ReadAt(d.size, buf.data(), buf.size()));
     if (n == 0) break;
@@ -82,9 +84,11 @@ Result<FileDigest> DigestFile(Fs& fs, const std::string& path) {
       if (c == '\n' && !last_cr) ++d.vsize;
       last_cr = (c == '\r');
     }
+    last_char = chunk.back();
     d.size += n;
   }
   d.vsize += d.size;
+  d.eol_added = EolAdded(d.size, last_char);
   d.sha256 = sha.Finish();
   return d;
 }
@@ -150,6 +154,7 @@ Status Delivery::Write(std::string_view chunk) {
     last_was_cr_ = (c == '\r');
   }
   size_ += chunk.size();
+  if (!chunk.empty()) last_char_ = chunk.back();
   return Status::Ok();
 }
 
@@ -476,6 +481,7 @@ Status Mailbox::SyncWithDirectory(MailboxIndex& state, std::vector<IndexRecord>*
     e.name = where.name;
     e.size = digest->size;
     e.vsize = digest->vsize;
+    e.eol_added = digest->eol_added;
     e.sha256 = digest->sha256;
     add.uid = e.uid;
     IndexRecord seen;
@@ -631,6 +637,7 @@ std::vector<Result<DeliveredMessage>> Mailbox::CommitAll(const std::vector<Deliv
       add.entry.name = m.name;
       add.entry.size = d.size_;
       add.entry.vsize = d.size_ + d.bare_lf_;
+      add.entry.eol_added = EolAdded(d.size_, d.last_char_);
       add.entry.sha256 = d.sha_.Finish();
       adds.push_back(std::move(add));
       made.push_back(std::move(m));
@@ -687,12 +694,7 @@ Status Mailbox::CatchUpWithDirectory(std::vector<IndexRecord>* changes) {
   return Status::Ok();
 }
 
-bool Mailbox::AllConfirmed() const {
-  for (const auto& [uid, e] : state_.live()) {
-    if (!e.confirmed && !e.expunge_requested) return false;
-  }
-  return true;
-}
+bool Mailbox::AllConfirmed() const { return state_.AllConfirmed(); }
 
 Status Mailbox::Refresh(bool scan_directory) {
   HF_ASSIGN_OR_RETURN(Lock lock, LockAndLoad());
@@ -701,7 +703,7 @@ Status Mailbox::Refresh(bool scan_directory) {
   return CatchUpWithDirectory(&changes);
 }
 
-Result<std::vector<IndexEntry>> Mailbox::List() {
+Status Mailbox::CatchUpForListing() {
   HF_ASSIGN_OR_RETURN(Lock lock, LockAndLoad());
   std::vector<IndexRecord> changes;
   HF_RETURN_IF_ERROR(CatchUpWithDirectory(&changes));
@@ -709,12 +711,35 @@ Result<std::vector<IndexEntry>> Mailbox::List() {
   if (journal_offset_ > (64u << 10) && journal_offset_ > 4 * 160 * (state_.live().size() + 1)) {
     (void)WriteNewJournal(state_);  // an optimisation: if it fails, the old journal stays
   }
+  return Status::Ok();
+}
+
+Result<std::vector<IndexEntry>> Mailbox::List() {
+  HF_RETURN_IF_ERROR(CatchUpForListing());
   std::vector<IndexEntry> out;
   out.reserve(state_.live().size());
   for (const auto& [uid, e] : state_.live()) {
     if (!e.expunge_requested) out.push_back(e);
   }
   return out;
+}
+
+Result<std::vector<MessageRef>> Mailbox::ListRefs() {
+  HF_RETURN_IF_ERROR(CatchUpForListing());
+  std::vector<MessageRef> out;
+  out.reserve(state_.live().size());
+  for (const auto& [uid, e] : state_.live()) {
+    if (!e.expunge_requested) out.push_back(MessageRef{e.uid, e.id, e.network_size()});
+  }
+  return out;
+}
+
+Result<std::string> Mailbox::PathOf(uint32_t uid, const MessageId& id) const {
+  const IndexEntry* e = state_.FindUid(uid);
+  if (e == nullptr || e->id != id || e->expunge_requested) {
+    return Status::NotFound("uid " + std::to_string(uid) + " is no longer in the mailbox");
+  }
+  return e->Path(dir_);
 }
 
 Status Mailbox::Expunge(const std::vector<ExpungeTarget>& targets,

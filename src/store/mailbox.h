@@ -77,8 +77,18 @@ class Delivery {
   std::string flags_;
   uint64_t bare_lf_ = 0;
   bool last_was_cr_ = false;
+  char last_char_ = '\n';
   Sha256 sha_;
   bool done_ = false;
+};
+
+// One message of a listing without its file name: what a POP3 snapshot of
+// a big mailbox needs (a name is a heap string per message), with the path
+// looked up by uid when a message is opened (Mailbox::PathOf).
+struct MessageRef {
+  uint32_t uid = 0;
+  MessageId id;
+  uint64_t network_size = 0;  // IndexEntry::network_size()
 };
 
 struct ExpungeTarget {
@@ -123,6 +133,11 @@ class Mailbox {
   bool Knows(const MessageId& id) const { return state_.Knows(id); }
   // Every message, by UID, after catching up with the directory.
   Result<std::vector<IndexEntry>> List();
+  // The same listing, without names.
+  Result<std::vector<MessageRef>> ListRefs();
+  // Where message `uid` is now, as this object last saw the index (Refresh()
+  // catches up); kNotFound if it left the listing or `uid` names another id.
+  Result<std::string> PathOf(uint32_t uid, const MessageId& id) const;
   // All-or-nothing identity check first; then requested (durable), files
   // removed (durable), gone (durable). Unknown or already-gone UIDs are skipped.
   // `committed`, if set, is told which messages once the request is durable:
@@ -163,6 +178,8 @@ class Mailbox {
   // Every live entry seen on disk by a scan (or being expunged).
   bool AllConfirmed() const;
   Status CatchUpWithDirectory(std::vector<IndexRecord>* changes);
+  // List()'s work before the copy: lock, journal, directory, compaction.
+  Status CatchUpForListing();
   Status RecoverTmp();
   Status RemoveFiles(const std::vector<uint32_t>& uids);
   Status FinishRequestedExpunges();

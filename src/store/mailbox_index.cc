@@ -9,6 +9,9 @@ constexpr size_t kMaxNameLength = 1024;
 
 std::string BaseOf(const std::string& name) { return name.substr(0, name.find(':')); }
 
+// Counted in MailboxIndex::pending_.
+bool Pending(const IndexEntry& e) { return !e.confirmed && !e.expunge_requested; }
+
 }  // namespace
 
 const char* SubdirName(MaildirDir d) { return d == MaildirDir::kNew ? "new" : "cur"; }
@@ -31,6 +34,9 @@ std::string IndexRecord::Encode() const {
     case RecordType::kAdd:
       e.U32(entry.uid).Bytes(entry.id.bytes().data(), 16).U8(static_cast<uint8_t>(entry.dir)).Str(entry.name);
       e.U64(entry.size).U64(entry.vsize).Bytes(entry.sha256.data(), 32);
+      // Only when not 0, so an index of LF-terminated messages stays what
+      // earlier versions wrote and read.
+      if (entry.eol_added != 0) e.U8(entry.eol_added);
       break;
     case RecordType::kMove:
       e.U32(uid).U8(static_cast<uint8_t>(entry.dir)).Str(entry.name);
@@ -87,6 +93,11 @@ Result<IndexRecord> IndexRecord::Decode(uint8_t type, std::string_view payload) 
       r.entry.size = d.U64();
       r.entry.vsize = d.U64();
       d.Bytes(r.entry.sha256.data(), 32);
+      if (d.ok() && !d.done()) {
+        r.entry.eol_added = d.U8();
+        if (d.ok() && (r.entry.eol_added == 0 || r.entry.eol_added > 2))
+          return Status::Corrupt("bad eol_added " + std::to_string(r.entry.eol_added) + " in index record");
+      }
       r.uid = r.entry.uid;
       break;
     case static_cast<uint8_t>(RecordType::kMove):
@@ -146,6 +157,7 @@ Status MailboxIndex::Apply(const IndexRecord& r) {
       std::string base = e.Base();
       if (base_to_uid_.count(base) != 0) return Status::Corrupt("file " + base + " indexed twice");
       live_[e.uid] = e;
+      if (Pending(e)) ++pending_;
       base_to_uid_[base] = e.uid;
       live_ids_[e.id] = e.uid;
       gone_.erase(base);
@@ -165,6 +177,7 @@ Status MailboxIndex::Apply(const IndexRecord& r) {
       auto it = live_.find(r.uid);
       if (it == live_.end()) return Status::Ok();  // already gone: idempotent
       if (it->second.id != r.id) return Status::Corrupt("expunge of uid " + std::to_string(r.uid) + " names another message");
+      if (Pending(it->second)) --pending_;
       if (r.type == RecordType::kExpungeRequest) {
         it->second.expunge_requested = true;
       } else {
@@ -190,7 +203,10 @@ Status MailboxIndex::Apply(const IndexRecord& r) {
       return Status::Ok();
     case RecordType::kConfirm: {
       auto it = live_.find(r.uid);
-      if (it != live_.end()) it->second.confirmed = true;
+      if (it != live_.end()) {
+        if (Pending(it->second)) --pending_;
+        it->second.confirmed = true;
+      }
       return Status::Ok();
     }
   }

@@ -25,6 +25,12 @@ namespace holdfast {
 enum class MaildirDir : uint8_t { kNew = 0, kCur = 1 };
 const char* SubdirName(MaildirDir d);
 
+// IndexEntry::eol_added for a message of `size` bytes whose last byte is `last`.
+inline uint8_t EolAdded(uint64_t size, char last) {
+  if (size == 0 || last == '\n') return 0;
+  return last == '\r' ? 1 : 2;
+}
+
 // Why a message left the listing.
 enum class GoneReason : uint8_t {
   kExpunged = 0,    // holdfast's own identity-checked expunge finished
@@ -38,7 +44,10 @@ struct IndexEntry {
   MaildirDir dir = MaildirDir::kNew;
   std::string name;                // current file name within dir
   uint64_t size = 0;               // bytes on disk
-  uint64_t vsize = 0;              // size with every bare LF as CRLF
+  uint64_t vsize = 0;              // size with every bare LF as CRLF (Maildir W=)
+  // What a network form adds to end an unterminated last line: 0 (the file
+  // is empty or ends in LF), 1 (it ends in CR: an LF), 2 (otherwise: CRLF).
+  uint8_t eol_added = 0;
   std::array<uint8_t, 32> sha256{};
   bool expunge_requested = false;  // durable intent; recovery finishes it
   // A directory scan has seen the file. A delivery's Add is written before
@@ -47,11 +56,14 @@ struct IndexEntry {
   std::string Path(const std::string& maildir) const;
   std::string Base() const;        // name up to ':'
   std::string Flags() const;       // letters after ":2,"
+  // The RFC 1939 size (POP3 LIST, STAT, RETR): the octets sent with CRLF
+  // line ends, before dot-stuffing, without the terminator.
+  uint64_t network_size() const { return vsize + eol_added; }
 };
 
 enum class RecordType : uint8_t {
   kHeader = 1,          // version u32, uidvalidity u32, created_ms u64
-  kAdd = 2,             // uid, id, dir, name, size, vsize, sha256
+  kAdd = 2,             // uid, id, dir, name, size, vsize, sha256 [, eol_added if not 0]
   kMove = 3,            // uid, dir, name (renamed by a Maildir tool)
   kExpungeRequest = 4,  // uid, id
   kGone = 5,            // uid, id, reason
@@ -85,6 +97,9 @@ class MailboxIndex {
   uint32_t uidvalidity() const { return uidvalidity_; }
   uint32_t uid_next() const { return uid_next_; }
   const std::map<uint32_t, IndexEntry>& live() const { return live_; }
+  // Whether every live entry was seen on disk by a scan or is being
+  // expunged (no Add whose rename may not have happened). O(1): counted.
+  bool AllConfirmed() const { return pending_ == 0; }
   const IndexEntry* FindUid(uint32_t uid) const;
   const IndexEntry* FindBase(const std::string& base) const;
   // Base names of messages that left the listing, and why (resurrection rules).
@@ -111,6 +126,7 @@ class MailboxIndex {
   std::map<MessageId, uint32_t> live_ids_;
   std::map<MessageId, uint32_t> tombstones_;  // id -> uid it had (0 if unknown)
   std::set<uint32_t> retired_uids_;
+  size_t pending_ = 0;  // live entries neither confirmed nor being expunged
 };
 
 }  // namespace holdfast

@@ -6,6 +6,7 @@
 // tells whether the copy is current. Thread-safe.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -20,7 +21,9 @@ class UsersCache {
  public:
   UsersCache(Fs& fs, std::string data_dir);
   // As UsersFile::Find, from the cached copy (re-read when the file changed).
-  Result<std::optional<UserRecord>> Find(const UserName& name);
+  // *generation, if given, gets the copy's generation: it changes whenever
+  // the file did (what a cache of verified logins keys on).
+  Result<std::optional<UserRecord>> Find(const UserName& name, uint64_t* generation = nullptr);
 
  private:
   Fs& fs_;
@@ -28,6 +31,7 @@ class UsersCache {
   std::mutex mu_;
   bool loaded_ = false;
   FileInfo seen_;                            // of the file the copy was read from
+  uint64_t generation_ = 0;                  // +1 at every re-read
   std::map<std::string, UserRecord> users_;  // by folded name
 };
 
