@@ -306,6 +306,17 @@ TEST_F(TraceTest, FindsByIdMessageIdSenderRecipientAndWindow) {
   q = {};
   q.to = "nobody@localhost";
   EXPECT_TRUE(Ids(q).empty());
+  // An address: the sender or a recipient (or the user a delivery went to).
+  q = {};
+  q.address = "<bob@example.org>";
+  EXPECT_EQ(Ids(q), std::vector<std::string>{"A"});
+  q.address = "alice@localhost";
+  EXPECT_EQ(Ids(q), (std::vector<std::string>{"A", "B"}));
+  q.address = "dave";
+  EXPECT_EQ(Ids(q), std::vector<std::string>{"B"});
+  q.address = "carol@localhost";
+  q.from = "<>";  // and the other criteria still apply
+  EXPECT_TRUE(Ids(q).empty());
 
   std::string text = FormatTraceText(*full);
   EXPECT_NE(text.find("message A  message-id <m1@example.org>  from <Bob@Example.org>"), std::string::npos) << text;

@@ -22,7 +22,6 @@ int Trace(Context& ctx, const TraceArgs& args) {
   TraceQuery q;
   // The positional QUERY: a MessageId, a <Message-ID>, or an address
   // (sender or recipient, whichever matches).
-  std::string any_address;
   if (!args.query.empty()) {
     if (MessageId::Parse(args.query)) {
       q.id = args.query;
@@ -30,7 +29,7 @@ int Trace(Context& ctx, const TraceArgs& args) {
                args.query.find('@') != std::string::npos) {
       q.message_id = args.query;
     } else if (args.query.find('@') != std::string::npos || args.query.find_first_of(" <>") == std::string::npos) {
-      any_address = args.query;
+      q.address = args.query;
     } else {
       PrintError(cmd, "cannot tell what '" + args.query + "' is: give a MessageId, a <Message-ID> or an address");
       return EX_USAGE;
@@ -50,38 +49,14 @@ int Trace(Context& ctx, const TraceArgs& args) {
     }
     *out = *t;
   }
-  if (q.empty() && any_address.empty()) {
+  if (q.empty()) {
     PrintError(cmd, "nothing to look for: give QUERY, --message-id, --from or --to (see --help)");
     return EX_USAGE;
   }
 
   const std::string dir = JoinPath(ctx.data_dir(), EventLog::kDirName);
   std::vector<std::string> warnings;
-  Result<std::vector<MessageTrace>> found = std::vector<MessageTrace>{};
-  if (any_address.empty()) {
-    found = RunTrace(ctx.fs(), dir, q, &warnings);
-  } else {
-    // Sender or recipient: both queries, merged in arrival order.
-    TraceQuery as_from = q, as_to = q;
-    as_from.from = any_address;
-    as_to.to = any_address;
-    found = RunTrace(ctx.fs(), dir, as_from, &warnings);
-    if (found.ok()) {
-      auto more = RunTrace(ctx.fs(), dir, as_to, &warnings);
-      if (!more.ok()) {
-        found = more.status();
-      } else {
-        for (auto& t : *more) {
-          bool seen = false;
-          for (const auto& have : *found) seen |= have.id == t.id;
-          if (!seen) found->push_back(std::move(t));
-        }
-        std::stable_sort(found->begin(), found->end(), [](const MessageTrace& a, const MessageTrace& b) {
-          return a.events.front().time_ms < b.events.front().time_ms;
-        });
-      }
-    }
-  }
+  auto found = RunTrace(ctx.fs(), dir, q, &warnings);
   for (const auto& w : warnings) std::cerr << "holdfast trace: warning: " << w << "\n";
   if (!found.ok()) {
     PrintError(cmd, "cannot read the event log " + dir + ": " + found.status().ToString());

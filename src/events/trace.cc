@@ -43,11 +43,13 @@ bool ListHas(const std::string* list, const std::string& want) {
 // Whether `e` names the message the query is after (without the time window).
 bool Matches(const Event& e, const TraceQuery& q) {
   if (!q.id.empty() && Lower(e.id) != Lower(q.id)) return false;
-  if (q.message_id.empty() && q.from.empty() && q.to.empty()) return !e.id.empty();
+  if (q.message_id.empty() && q.from.empty() && q.to.empty() && q.address.empty()) return !e.id.empty();
   if (e.kind == "delivered") {
-    // A delivery names the user: enough for a `to` query, nothing else.
+    // A delivery names the user: enough for a `to` (or address) query alone.
     const std::string* user = e.Field("user");
-    return q.message_id.empty() && q.from.empty() && user != nullptr && Lower(*user) == NormAddress(q.to);
+    const std::string& who = q.to.empty() ? q.address : q.to;
+    return q.message_id.empty() && q.from.empty() && (q.to.empty() || q.address.empty()) && user != nullptr &&
+           Lower(*user) == NormAddress(who);
   }
   if (!IsEnvelope(e)) return false;
   if (!q.message_id.empty()) {
@@ -59,6 +61,11 @@ bool Matches(const Event& e, const TraceQuery& q) {
     if (f == nullptr || NormAddress(*f) != NormAddress(q.from == "<>" ? "" : q.from)) return false;
   }
   if (!q.to.empty() && !ListHas(e.Field("to"), NormAddress(q.to))) return false;
+  if (!q.address.empty()) {
+    const std::string* f = e.Field("from");
+    const std::string want = NormAddress(q.address);
+    if ((f == nullptr || NormAddress(*f) != want) && !ListHas(e.Field("to"), want)) return false;
+  }
   return true;
 }
 

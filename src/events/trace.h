@@ -24,8 +24,9 @@ struct TraceQuery {
   std::string message_id;  // the Message-ID: header
   std::string from;        // "<>" for the null sender
   std::string to;
+  std::string address;  // the sender or a recipient (or the user a delivery went to)
   int64_t since_ms = 0, until_ms = 0;  // 0: unbounded
-  bool empty() const { return id.empty() && message_id.empty() && from.empty() && to.empty(); }
+  bool empty() const { return id.empty() && message_id.empty() && from.empty() && to.empty() && address.empty(); }
 };
 
 struct MessageTrace {
