@@ -241,15 +241,15 @@ class Server {
   // /metrics and /healthz. A failure to listen is logged, not fatal: mail
   // matters more than its gauges.
   void ListenMetrics() {
+    // Under socket activation: the socket named metrics, if any.
+    auto named = activated_.find("metrics");
+    const std::vector<int> passed = named != activated_.end() ? named->second : std::vector<int>{};
     std::string addr = opts_.metrics_listen.empty() ? opts_.config.metrics.listen : opts_.metrics_listen;
-    if (!activated_.empty()) {
-      if (activated_["metrics"].empty()) return;
-      addr = "fd " + std::to_string(activated_["metrics"].front());
-    }
+    if (!activated_.empty()) addr = passed.empty() ? "" : "fd " + std::to_string(passed.front());
     if (addr.empty()) return;
     try {
-      if (!activated_.empty()) {
-        metrics_ = AdoptTcpListener(io_, activated_["metrics"].front());
+      if (!passed.empty()) {
+        metrics_ = AdoptTcpListener(io_, passed.front());
       } else {
         auto ep = ParseEndpoint(addr);
         if (!ep.ok()) throw std::runtime_error(ep.status().message());
