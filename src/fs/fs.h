@@ -81,8 +81,8 @@ class Fs {
   // fsync(2) on the directory: its entries' creations, renames and removals
   // survive power loss.
   virtual Status SyncDir(const std::string& path) = 0;
-  // SyncData() on each file, one status per file. PosixFs issues them
-  // concurrently so the file system can cover them with one journal commit;
+  // SyncData() on each file, one status per file. PosixFs starts every
+  // file's writeback before it waits for the first, so the writes overlap;
   // the default syncs one after the other.
   virtual std::vector<Status> SyncDataAll(const std::vector<File*>& files);
 
