@@ -109,6 +109,19 @@ FIRST_UID=$(( MUID < 500 ? MUID : 500 )); FIRST_GID=$(( MGID < 500 ? MGID : 500 
 mkdir -p "$PARENT"
 T="$(mktemp -d "$PARENT/hf-lmtp-bench.XXXXXXXX")"
 chmod 755 "$T"
+# Each server's tree in its own block groups, as when it runs alone: ext4 places
+# a new file's inode in its directory's block group, and without a journal it
+# skips every inode freed there in the last minutes (RECENTCY in fs/ext4/ialloc.c),
+# so Dovecot's dotlock dovecot-uidlist.lock (created and removed at every
+# delivery, seen with strace) would slow holdfast's file creation next door. `chattr +T` makes the
+# scratch directory a top of hierarchy for ext4's Orlov allocator, which
+# spreads its subdirectories over different groups.
+if chattr +T "$T" 2>/dev/null; then
+  ISOLATION="each server's tree in its own ext4 block groups (chattr +T on the scratch directory)"
+else
+  ISOLATION="not isolated: chattr +T failed on $PARENT (not ext4?); the servers may share block groups"
+  echo "lmtp_bench: note: $ISOLATION" >&2
+fi
 DV_PID=""
 HF_PID=""
 stop_group() { # pid seconds: TERM the process, wait, then KILL its process group
@@ -397,7 +410,7 @@ cat <<EOF
 - command: \`${BENCH_CMD:-bench/lmtp_bench.sh}\` (N=$N SESSIONS="$SESSIONS" SIZES="$SIZES" CHUNKS=$CHUNKS REUSE=$REUSE)
 - date: $(date -u '+%Y-%m-%d %H:%M UTC')
 - machine: $(nproc) CPUs ($(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, kernel $(uname -r)
-- file system: $FS_INFO (scratch dir under $PARENT)
+- file system: $FS_INFO (scratch dir under $PARENT; $ISOLATION)
 - disk reference: $DSYNC 4 KiB O_DSYNC writes/s (dd, one writer)
 - holdfast: $("$HF" --version 2>/dev/null || echo '?') serve ($HF_ORIG, CMAKE_BUILD_TYPE=${BUILD_TYPE:-unknown}); 250 after the spool's group-committed fdatasync
 - Dovecot: $("$DOVECOT" --version) LMTP, mail_fsync = always, default Maildir index settings; 250 after delivery

@@ -131,6 +131,29 @@ TEST(MailboxIndexRecord, AllConfirmedFollowsEveryRecord) {
   EXPECT_TRUE(copy.AllConfirmed());
 }
 
+// The bare-LF count (vsize) must not depend on how the bytes arrive: a CRLF
+// split between two writes is not a bare LF, an LF opening the message is.
+TEST_F(MailboxTest, BareLfCountIgnoresChunking) {
+  auto box = OpenBox(fs_);
+  const std::string body = "\nSubject: x\r\n\r\nA\nB\r\n\n\r\r\nC\n\nD";
+  size_t bare = 0;
+  for (size_t k = 0; k < body.size(); ++k) bare += body[k] == '\n' && (k == 0 || body[k - 1] != '\r');
+  ASSERT_EQ(bare, 5u);
+  for (size_t cut = 0; cut <= body.size(); ++cut) {
+    auto d = box->BeginDelivery();
+    ASSERT_TRUE(d.ok());
+    ASSERT_TRUE((*d)->Write(body.substr(0, cut)).ok());
+    ASSERT_TRUE((*d)->Write("").ok());
+    ASSERT_TRUE((*d)->Write(body.substr(cut)).ok());
+    auto done = (*d)->Commit();
+    ASSERT_TRUE(done.ok()) << done.status().ToString();
+  }
+  auto list = box->List();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), body.size() + 1);
+  for (const auto& e : *list) EXPECT_EQ(e.vsize, body.size() + bare) << e.name;
+}
+
 TEST_F(MailboxTest, DeliverStoresBytesExactlyWithGrowingUids) {
   auto box = OpenBox(fs_);
   std::string eight_bit = std::string("Subject: \xE2\x9C\x93\n\nNUL\0here\n", 24) + std::string(5000, 'L') + "\n";

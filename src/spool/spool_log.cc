@@ -109,6 +109,9 @@ bool SpoolEntry::Retired() const {
 
 std::string EncodeMessageRecord(const SpoolMessage& m) {
   Encoder e;
+  size_t envelope = m.client.size() + m.helo.size() + m.mail_from.size() + 12 * m.rcpts.size();
+  for (const auto& r : m.rcpts) envelope += r.address.size() + r.user.size() + r.detail.size();
+  e.Reserve(64 + envelope + m.body.size());
   e.Bytes(m.id.bytes().data(), 16).U64(static_cast<uint64_t>(m.received_ms)).Str(m.client).Str(m.helo).Str(m.mail_from);
   e.U32(static_cast<uint32_t>(m.rcpts.size()));
   for (const auto& r : m.rcpts) e.Str(r.address).Str(r.user).Str(r.detail);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <thread>
 #include <unordered_map>
 
@@ -149,10 +150,15 @@ Status Delivery::Write(std::string_view chunk) {
     return s;
   }
   sha_.Update(chunk);
-  for (char c : chunk) {
-    if (c == '\n' && !last_was_cr_) ++bare_lf_;
-    last_was_cr_ = (c == '\r');
+  // Bare LFs (an LF not after a CR), found with memchr: this runs over every byte delivered.
+  for (size_t at = 0; at < chunk.size();) {
+    const void* lf = std::memchr(chunk.data() + at, '\n', chunk.size() - at);
+    if (lf == nullptr) break;
+    size_t i = static_cast<size_t>(static_cast<const char*>(lf) - chunk.data());
+    if (i == 0 ? !last_was_cr_ : chunk[i - 1] != '\r') ++bare_lf_;
+    at = i + 1;
   }
+  if (!chunk.empty()) last_was_cr_ = chunk.back() == '\r';
   size_ += chunk.size();
   if (!chunk.empty()) last_char_ = chunk.back();
   return Status::Ok();

@@ -44,7 +44,9 @@ std::string EncodeRecord(uint8_t type, std::string_view payload) {
   Encoder header;
   header.U32(Crc32c(payload, Crc32c(std::string_view(&t, 1))));
   header.Bytes(len_type.data().data(), 5).U32(Crc32c(len_type.data()));
-  std::string out = header.data();
+  std::string out;
+  out.reserve(header.data().size() + payload.size());
+  out += header.data();
   out += payload;
   return out;
 }

@@ -46,6 +46,8 @@ ParsedLog ParseRecordLog(std::string_view data);
 // Little-endian field encoding for record payloads.
 class Encoder {
  public:
+  // Room for n more bytes: a large payload is then copied once, not regrown.
+  Encoder& Reserve(size_t n) { out_.reserve(out_.size() + n); return *this; }
   Encoder& U8(uint8_t v) { out_ += static_cast<char>(v); return *this; }
   Encoder& U32(uint32_t v);
   Encoder& U64(uint64_t v);
