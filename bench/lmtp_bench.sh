@@ -20,11 +20,12 @@
 #                 on the file system you want to measure). Removed afterwards.
 # Environment:
 #   HOLDFAST      the binary (default: build/holdfast; must be a Release build)
-#   N             messages per case and server                (default 2000)
+#   N             messages per case and server                (default 8000)
 #   SESSIONS      concurrent LMTP sessions, one case each     (default "1 8 32")
 #   SIZES         smtp-source -l payload sizes in bytes       (default "4096 65536")
 #   CHUNKS        each case runs as CHUNKS alternating slices, holdfast then
-#                 Dovecot, so background load hits both alike (default 4)
+#                 Dovecot, so background load hits both alike; each slice
+#                 goes to a fresh mailbox (default 4: 2000 messages a slice)
 #   REUSE         1: keep each session's connection for many messages
 #                 (smtp-source -d, like Postfix's LMTP connection cache);
 #                 0: one connection per message                (default 1)
@@ -36,9 +37,11 @@
 #                 as root (default hfsystest; created with useradd --system if
 #                 missing -- Dovecot refuses to access mail as root)
 #
-# All messages of a case go to one fresh mailbox per server (concurrent
-# sessions contend for the same Maildir). After each case the script checks
-# that each mailbox holds exactly the number of messages sent, and at the end
+# All messages of a slice go to one fresh mailbox per server (concurrent
+# sessions contend for the same Maildir; Dovecot slows down as a mailbox
+# grows, so mailboxes stay at N/CHUNKS messages, 2000 by default, whatever
+# N is). After each slice the script checks that each mailbox holds exactly
+# the number of messages sent, and at the end
 # that holdfast's own counters agree and its log has no warning or error.
 # Ack latency: during every slice one more session (bench/lmtp_probe.py)
 #   sends messages one after another to a `probe` mailbox and records, per
@@ -59,7 +62,7 @@ while [ $# -gt 0 ]; do
 done
 
 HF="${HOLDFAST:-$REPO/build/holdfast}"
-N="${N:-2000}"
+N="${N:-8000}"
 SESSIONS="${SESSIONS:-1 8 32}"
 SIZES="${SIZES:-4096 65536}"
 CHUNKS="${CHUNKS:-4}"
@@ -168,7 +171,7 @@ mkdir -p "$HFDATA" "$DVDIR/run" "$DVDIR/state" "$DVDIR/mail"
 
 # One mailbox per (size, sessions) case and server.
 CASE_USERS=(warmup probe)
-for s in $SIZES; do for c in $SESSIONS; do CASE_USERS+=("b${s}s${c}"); done; done
+for s in $SIZES; do for c in $SESSIONS; do for ((k = 0; k < CHUNKS; k++)); do CASE_USERS+=("b${s}s${c}k${k}"); done; done; done
 : > "$DVDIR/users"
 for u in "${CASE_USERS[@]}"; do
   printf '%s\n' "bench-password" | "$HF" --data "$HFDATA" user add "$u" --password-stdin \
@@ -334,8 +337,6 @@ ROWS=()
 PROBE_SENT=0
 for s in $SIZES; do
   for c in $SESSIONS; do
-    user="b${s}s${c}"
-    hfbox="$HFDATA/mail/$user"; dvbox="$DVDIR/mail/$user"
     case_load=$(load1)
     ack_ns=0; box_ns=0; dv_ns=0; sent=0
     : > "$T/lat-hf"; : > "$T/lat-dv"
@@ -347,6 +348,8 @@ for s in $SIZES; do
       slice=$(( (N * (k + 1)) / CHUNKS - sent ))
       [ "$slice" -gt 0 ] || continue
       sent=$(( sent + slice ))
+      user="b${s}s${c}k${k}"
+      hfbox="$HFDATA/mail/$user"; dvbox="$DVDIR/mail/$user"
       echo "size $s, $c session(s), $N messages, slice $((k + 1))/$CHUNKS ($slice): holdfast, Dovecot (load $(load1))" >&2
       sync
       probe_start "$HF_PORT" "$s" "$T/lat-slice"
@@ -354,7 +357,7 @@ for s in $SIZES; do
       send "$HF_PORT" "$user" "$s" "$c" "$slice" || die "holdfast: smtp-source failed (size $s, $c sessions); log: $HF_LOG"
       t1=$(now_ns)
       probe_stop; cat "$T/lat-slice" >> "$T/lat-hf"; PROBE_SENT=$(( PROBE_SENT + $(wc -l < "$T/lat-slice") ))
-      wait_box "$hfbox" "$sent" || die "holdfast: messages missing from the mailbox (size $s, $c sessions)"
+      wait_box "$hfbox" "$slice" || die "holdfast: messages missing from the mailbox (size $s, $c sessions)"
       t2=$(now_ns)
       ack_ns=$(( ack_ns + t1 - t0 )); box_ns=$(( box_ns + t2 - t0 ))
       sync
@@ -365,10 +368,9 @@ for s in $SIZES; do
       probe_stop; cat "$T/lat-slice" >> "$T/lat-dv"
       dv_ns=$(( dv_ns + t1 - t0 ))
       n=$(count_all "$dvbox")
-      [ "$n" -eq "$sent" ] || die "Dovecot: $n messages in $dvbox after its 250s, expected $sent"
+      [ "$n" -eq "$slice" ] || die "Dovecot: $n messages in $dvbox after its 250s, expected $slice"
+      n=$(count_all "$hfbox"); [ "$n" -eq "$slice" ] || die "holdfast: $n messages in $hfbox, expected $slice"
     done
-    n=$(count_all "$hfbox"); [ "$n" -eq "$N" ] || die "holdfast: $n messages in $hfbox, expected $N"
-    n=$(count_all "$dvbox"); [ "$n" -eq "$N" ] || die "Dovecot: $n messages in $dvbox, expected $N"
     ack=$(rate "$N" "$ack_ns"); box=$(rate "$N" "$box_ns"); dv=$(rate "$N" "$dv_ns")
     ROWS+=("| $(( s / 1024 )) KiB | $c | $N | $ack | $box | $dv | $(ratio "$ack" "$dv") | $(ratio "$box" "$dv") | $(pct "$T/lat-hf" 50) / $(pct "$T/lat-hf" 99) | $(pct "$T/lat-dv" 50) / $(pct "$T/lat-dv" 99) | $case_load |")
     echo "  -> holdfast $ack acked/s, $box in mailbox/s; Dovecot $dv/s" >&2
@@ -416,9 +418,9 @@ cat <<EOF
 - Dovecot: $("$DOVECOT" --version) LMTP, mail_fsync = always, default Maildir index settings; 250 after delivery
 - load generator: $(dpkg-query -W -f='postfix ${Version}' postfix 2>/dev/null || echo postfix) smtp-source ${SRC_OPTS[*]} -s SESSIONS -m N/$CHUNKS -l SIZE; $CONN
 - load average (1/5/15 min) at start / before measuring / after: $LOAD_INITIAL / $LOAD_BEFORE / $LOAD_AFTER ($LOAD_NOTE)
-- each case: one fresh mailbox per server, $CHUNKS alternating slices (holdfast, Dovecot, ...), times summed per server;
+- each case: $CHUNKS alternating slices (holdfast, Dovecot, ...) of N/CHUNKS messages, each into a fresh mailbox per server; times summed per server;
   holdfast "in mailbox" = from the start of a slice until DATA/mail/USER/new holds all its messages
-- checked: every mailbox holds exactly N messages; holdfast's counters on exit: $(sed 's/.*event=stopped //' <<<"$STOPPED"); no warning or error in its log
+- checked: every mailbox holds exactly the N/CHUNKS messages sent to it; holdfast's counters on exit: $(sed 's/.*event=stopped //' <<<"$STOPPED"); no warning or error in its log
 
 | size (-l) | sessions | messages | holdfast acked/s | holdfast in mailbox/s | Dovecot LMTP msg/s | acked/Dovecot | in mailbox/Dovecot | holdfast ack p50 / p99 ms | Dovecot ack p50 / p99 ms | load at case start |
 |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|

@@ -46,6 +46,7 @@ Result<std::unique_ptr<Spool>> Spool::Start(Fs& fs, const std::string& spool_dir
   spool->stats_.backlog_bytes = spool->backlog_bytes_;
   spool->stats_.unretired = spool->log_->unretired();
   spool->commit_thread_ = std::thread([s = spool.get()] { s->CommitLoop(); });
+  spool->sync_thread_ = std::thread([s = spool.get()] { s->SyncLoop(); });
   spool->delivery_thread_ = std::thread([s = spool.get()] { s->DeliveryLoop(); });
   if (spool->filtering()) {
     for (uint32_t i = 0; i < std::max<uint32_t>(1, spool->opts_.filters.workers); ++i)
@@ -86,33 +87,46 @@ void Spool::CommitLoop() {
     std::vector<DoneMark> marks;
     std::vector<AttemptMark> attempts;
     std::vector<OutcomeMark> outcomes;
-    bool broken;
+    bool broken, all_synced;
     {
       std::unique_lock<std::mutex> l(mu_);
       auto has_work = [&] {
         return commit_stopped_ || !submitted_.empty() || !done_marks_.empty() || !attempt_marks_.empty() ||
                !outcome_marks_.empty();
       };
-      // Wake for released/ when its poll is due (at once after a start).
-      auto next_poll = last_release_poll_ + opts_.release_poll;
-      commit_cv_.wait_until(l, std::max(next_poll, std::chrono::steady_clock::now()), has_work);
+      // Wake for released/ when its poll is due (at once after a start); the
+      // poll waits for a sync in flight (below), so look again shortly then.
+      const auto now = std::chrono::steady_clock::now();
+      auto wake = std::max(last_release_poll_ + opts_.release_poll, now);
+      if (unsynced_rounds_ > 0) wake = std::max(wake, now + std::chrono::milliseconds(10));
+      commit_cv_.wait_until(l, wake, has_work);
       if (commit_stopped_ && submitted_.empty() && done_marks_.empty() && attempt_marks_.empty() &&
-          outcome_marks_.empty())
+          outcome_marks_.empty()) {
+        appender_done_ = true;
+        sync_cv_.notify_one();
         return;
+      }
       batch.swap(submitted_);
       marks.swap(done_marks_);
       attempts.swap(attempt_marks_);
       outcomes.swap(outcome_marks_);
       broken = broken_;
+      // A released copy is forgotten from the quarantine once its record is
+      // tracked: only when every appended record is durable too.
+      all_synced = unsynced_rounds_ == 0;
     }
-    if (!broken && !commit_stopped_ && std::chrono::steady_clock::now() - last_release_poll_ >= opts_.release_poll) {
+    std::lock_guard<std::mutex> g(log_mu_);
+    if (!broken && !commit_stopped_ && all_synced &&
+        std::chrono::steady_clock::now() - last_release_poll_ >= opts_.release_poll) {
       last_release_poll_ = std::chrono::steady_clock::now();
       PickUpReleased(&batch);
     }
     if (batch.empty() && marks.empty() && attempts.empty() && outcomes.empty()) continue;
-    std::vector<Status> appended(batch.size());
+    Round r;
+    r.appended.resize(batch.size());
     for (size_t i = 0; i < batch.size(); ++i) {
-      appended[i] = broken ? Status::Io("spool broken") : log_->AppendMessage(batch[i].msg);
+      r.appended[i] = broken ? Status::Io("spool broken") : log_->AppendMessage(batch[i].msg);
+      r.segments.push_back(log_->active_segment());
     }
     for (const auto& m : marks) {
       Status s = broken ? Status::Ok() : log_->AppendDone(m.id, m.rcpt, m.state);
@@ -122,47 +136,85 @@ void Spool::CommitLoop() {
       Status s = broken ? Status::Ok() : log_->AppendOutcome(o.id, o.outcome, o.reason);
       if (!s.ok()) Log("spool: cannot record filter outcome of " + o.id.ToString() + ": " + s.ToString());
     }
-    std::vector<bool> attempt_ok;
     for (const auto& a : attempts) {
       Status s = broken ? Status::Io("spool broken") : log_->AppendAttempt(a.ids);
       if (!s.ok() && !broken) Log("spool: cannot record a filter attempt: " + s.ToString());
-      attempt_ok.push_back(s.ok());
+      r.attempt_ok.push_back(s.ok());
     }
-    // One fdatasync for everyone in this round: group commit.
+    r.batch = std::move(batch);
+    r.attempts = std::move(attempts);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      appended_rounds_.push_back(std::move(r));
+      ++unsynced_rounds_;
+    }
+    sync_cv_.notify_one();
+  }
+}
+
+void Spool::SyncLoop() {
+  for (;;) {
+    std::vector<Round> rounds;
+    bool broken;
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      sync_cv_.wait(l, [&] { return !appended_rounds_.empty() || appender_done_; });
+      if (appended_rounds_.empty()) return;
+      rounds.swap(appended_rounds_);
+      broken = broken_;
+    }
+    // One fdatasync for every round appended so far: group commit.
+    std::shared_ptr<File> file;
+    bool dir = false;
+    if (!broken) {
+      std::lock_guard<std::mutex> g(log_mu_);
+      file = log_->active_file();
+      dir = log_->TakeDirDirty();
+    }
     const auto sync_start = std::chrono::steady_clock::now();
-    Status sync = broken ? Status::Io("spool broken") : log_->Sync();
+    Status sync = broken ? Status::Io("spool broken") : file->SyncData();
+    if (sync.ok() && dir) sync = fs_.SyncDir(log_->dir());
     const double sync_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - sync_start).count();
     if (!sync.ok() && !broken) {
       // After a failed fdatasync the kernel may have dropped the data
       // (fsyncgate): stop accepting rather than ack on a guess.
       Log("spool: fdatasync failed, refusing new mail until restart: " + sync.ToString());
     }
+    size_t unretired = 0;
+    {
+      std::lock_guard<std::mutex> g(log_mu_);
+      if (sync.ok() && !broken) {
+        Status r = log_->RemoveRetiredSegments();
+        if (!r.ok()) Log("spool: cannot remove retired segments: " + r.ToString());
+      }
+      unretired = log_->unretired();
+    }
     std::vector<Work> durable;
     auto now = std::chrono::steady_clock::now();
-    // Recorded once durable, before any 250: a crash in between leaves the
-    // message to the replay, which records it as "replayed".
-    std::vector<Event> received;
-    for (size_t i = 0; i < batch.size(); ++i) {
-      if (appended[i].ok() && sync.ok()) {
-        received.push_back(EnvelopeEvent(batch[i].msg.released ? "released" : "received", batch[i].msg));
+    size_t messages = 0;
+    for (Round& r : rounds) {
+      // Recorded once durable, before any 250: a crash in between leaves the
+      // message to the replay, which records it as "replayed".
+      std::vector<Event> received;
+      for (size_t i = 0; i < r.batch.size(); ++i) {
+        if (r.appended[i].ok() && sync.ok()) {
+          received.push_back(EnvelopeEvent(r.batch[i].msg.released ? "released" : "received", r.batch[i].msg));
+        }
       }
-    }
-    Record(std::move(received));
-    for (size_t i = 0; i < batch.size(); ++i) {
-      Status s = appended[i].ok() ? sync : appended[i];
-      if (s.ok()) {
-        SpoolEntry e;
-        e.state.assign(batch[i].msg.rcpts.size(), RcptState::kPending);
-        e.segment = log_->active_segment();
-        e.msg = std::move(batch[i].msg);
-        const bool released = e.msg.released;
-        durable.emplace_back(std::move(e), released, released, now);
+      Record(std::move(received));
+      for (size_t i = 0; i < r.batch.size(); ++i) {
+        Status s = r.appended[i].ok() ? sync : r.appended[i];
+        if (s.ok()) {
+          SpoolEntry e;
+          e.state.assign(r.batch[i].msg.rcpts.size(), RcptState::kPending);
+          e.segment = r.segments[i];
+          e.msg = std::move(r.batch[i].msg);
+          const bool released = e.msg.released;
+          durable.emplace_back(std::move(e), released, released, now);
+        }
+        r.batch[i].done(s);
       }
-      batch[i].done(s);
-    }
-    if (sync.ok() && !broken) {
-      Status r = log_->RemoveRetiredSegments();
-      if (!r.ok()) Log("spool: cannot remove retired segments: " + r.ToString());
+      messages += r.batch.size();
     }
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -172,9 +224,9 @@ void Spool::CommitLoop() {
       stats_.accepted += durable.size();
       if (!broken) {
         stats_.fsync_seconds.Observe(sync_seconds);
-        if (!batch.empty()) stats_.commit_messages.Observe(static_cast<double>(batch.size()));
+        if (messages > 0) stats_.commit_messages.Observe(static_cast<double>(messages));
       }
-      stats_.unretired = log_->unretired();
+      stats_.unretired = unretired;
       for (auto& w : durable) {
         ++backlog_messages_;
         backlog_bytes_ += w.entry.msg.body.size();
@@ -188,8 +240,12 @@ void Spool::CommitLoop() {
       stats_.backlog_bytes = backlog_bytes_;
       stats_.filtering = filter_queue_.size() + filters_running_;
       // An attempt whose record is not durable must not run.
-      for (size_t i = 0; i < attempts.size(); ++i) *attempts[i].state = attempt_ok[i] && sync.ok() ? 1 : -1;
+      for (const Round& r : rounds) {
+        for (size_t i = 0; i < r.attempts.size(); ++i) *r.attempts[i].state = r.attempt_ok[i] && sync.ok() ? 1 : -1;
+      }
+      unsynced_rounds_ -= rounds.size();
     }
+    idle_cv_.notify_all();
     attempt_cv_.notify_all();
     filter_cv_.notify_all();
     delivery_cv_.notify_one();
@@ -420,7 +476,7 @@ void Spool::Stop(std::chrono::milliseconds deadline) {
     idle_cv_.wait_until(l, until, [&] {
       auto now = std::chrono::steady_clock::now();
       bool due = std::any_of(deliveries_.begin(), deliveries_.end(), [&](const Work& w) { return w.due <= now; });
-      return !due && !delivering_ && submitted_.empty();
+      return !due && !delivering_ && submitted_.empty() && unsynced_rounds_ == 0;
     });
     stopping_ = true;
     // Workers in flight are killed; their messages stay in the spool and
@@ -438,6 +494,7 @@ void Spool::Stop(std::chrono::milliseconds deadline) {
   }
   commit_cv_.notify_all();
   if (commit_thread_.joinable()) commit_thread_.join();
+  if (sync_thread_.joinable()) sync_thread_.join();
 }
 
 Spool::Stats Spool::stats() {

@@ -98,7 +98,11 @@ class Spool {
 
  private:
   Spool(Fs& fs, Options opts) : fs_(fs), opts_(std::move(opts)) {}
+  // The commit pipeline: CommitLoop appends each round of records and hands
+  // it to SyncLoop, which makes every round handed over durable with one
+  // fdatasync and answers them; the next round is appended meanwhile.
   void CommitLoop();
+  void SyncLoop();
   void DeliveryLoop();
   struct Work;
   // filter_stage.cc
@@ -128,7 +132,8 @@ class Spool {
 
   Fs& fs_;
   Options opts_;
-  std::unique_ptr<SpoolLog> log_;  // commit thread only (after Start)
+  std::unique_ptr<SpoolLog> log_;  // under log_mu_ (after Start)
+  std::mutex log_mu_;  // taken before mu_ when both are held
 
   std::mutex mu_;
   std::condition_variable commit_cv_, delivery_cv_, idle_cv_;
@@ -157,6 +162,18 @@ class Spool {
   std::vector<AttemptMark> attempt_marks_;
   std::vector<OutcomeMark> outcome_marks_;
   std::condition_variable attempt_cv_, filter_cv_;
+  // A round appended by CommitLoop, waiting for SyncLoop's fdatasync.
+  struct Round {
+    std::vector<Pending> batch;
+    std::vector<Status> appended;    // per message
+    std::vector<uint64_t> segments;  // per message: where it went
+    std::vector<AttemptMark> attempts;
+    std::vector<bool> attempt_ok;
+  };
+  std::vector<Round> appended_rounds_;
+  std::condition_variable sync_cv_;
+  size_t unsynced_rounds_ = 0;  // appended, not yet answered by SyncLoop
+  bool appender_done_ = false;  // CommitLoop returned: SyncLoop finishes what is left
   struct Work {
     Work(SpoolEntry e, bool replayed_, bool retry_, std::chrono::steady_clock::time_point due_)
         : entry(std::move(e)), replayed(replayed_), retry(retry_), due(due_) {}
@@ -201,7 +218,7 @@ class Spool {
   uint64_t backlog_bytes_ = 0;
   std::map<std::string, std::unique_ptr<Mailbox>> boxes_;  // delivery thread only
   std::set<std::string> scanned_;  // mailboxes whose directory this Spool has caught up with
-  std::thread commit_thread_, delivery_thread_;
+  std::thread commit_thread_, sync_thread_, delivery_thread_;
 };
 
 }  // namespace holdfast

@@ -105,6 +105,17 @@ class SpoolLog {
     return it != tracked_.end() && it->second.released;
   }
   Status Sync();
+  // For a sync running beside the appends (Spool's commit pipeline): the
+  // segment appends go to now, and whether the spool directory needs a sync
+  // (the flag is cleared). Syncing both makes durable everything appended
+  // before this call; a later rotation syncs the old segment itself.
+  std::shared_ptr<File> active_file() const { return active_; }
+  bool TakeDirDirty() {
+    bool d = dir_dirty_;
+    dir_dirty_ = false;
+    return d;
+  }
+  const std::string& dir() const { return dir_; }
   // Removes the oldest segments whose messages are all retired (durably).
   Status RemoveRetiredSegments();
 
@@ -121,7 +132,7 @@ class SpoolLog {
   Fs& fs_;
   std::string dir_;
   Options opts_;
-  std::unique_ptr<File> active_;
+  std::shared_ptr<File> active_;
   uint64_t active_seq_ = 0;
   uint64_t active_size_ = 0;
   bool dir_dirty_ = false;          // a new segment's name is not durable yet
