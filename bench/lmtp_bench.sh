@@ -44,7 +44,8 @@
 # the number of messages sent, and at the end
 # that holdfast's own counters agree and its log has no warning or error.
 # Ack latency: during every slice one more session (bench/lmtp_probe.py)
-#   sends messages one after another to a `probe` mailbox and records, per
+#   sends messages one after another, one at most every 10 ms (the same
+#   small extra load for a fast server and a slow one), to a `probe` mailbox and records, per
 #   message, the time from its final dot to the 250; the table gives p50 and
 #   p99 per case and server (the latency a sender sees under that load).
 # Needs: postfix (for /usr/sbin/smtp-source; no Postfix daemon is started),

@@ -349,6 +349,7 @@ TEST(SpoolLogTest, RemoveRetiredSegmentsOnlyRemovesTheOldestFullyRetired) {
   auto present = [&](uint64_t seg) { return fs.Stat(JoinPath(kSpool, SegName(seg))).ok(); };
 
   // Nothing retired: nothing removed.
+  EXPECT_EQ(log->RetiredSegments(), 0u);
   ASSERT_TRUE(log->RemoveRetiredSegments().ok());
   EXPECT_EQ(SegmentNames(fs).size(), last);
 
@@ -366,6 +367,7 @@ TEST(SpoolLogTest, RemoveRetiredSegmentsOnlyRemovesTheOldestFullyRetired) {
     }
   }
   ASSERT_TRUE(log->Sync().ok());
+  EXPECT_EQ(log->RetiredSegments(), 1u);
   ASSERT_TRUE(log->RemoveRetiredSegments().ok());
   EXPECT_FALSE(present(1));
   EXPECT_TRUE(present(2)) << "removed a segment holding an unretired message";
@@ -380,6 +382,12 @@ TEST(SpoolLogTest, RemoveRetiredSegmentsOnlyRemovesTheOldestFullyRetired) {
   const SpoolMessage& held = r.msgs[two.back()];
   ASSERT_TRUE(log->AppendDone(held.id, static_cast<uint32_t>(held.rcpts.size() - 1), RcptState::kDelivered).ok());
   ASSERT_TRUE(log->Sync().ok());
+  EXPECT_EQ(log->RetiredSegments(), 2u);
+  // At most one (the commit pipeline removes no more than its sync covered).
+  ASSERT_TRUE(log->RemoveRetiredSegments(1).ok());
+  EXPECT_FALSE(present(2));
+  EXPECT_TRUE(present(3));
+  EXPECT_EQ(log->RetiredSegments(), 1u);
   ASSERT_TRUE(log->RemoveRetiredSegments().ok());
   EXPECT_FALSE(present(2));
   EXPECT_FALSE(present(3));

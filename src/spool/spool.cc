@@ -166,10 +166,12 @@ void Spool::SyncLoop() {
     // One fdatasync for every round appended so far: group commit.
     std::shared_ptr<File> file;
     bool dir = false;
+    size_t retired = 0;  // segments retired by Done records this sync makes durable
     if (!broken) {
       std::lock_guard<std::mutex> g(log_mu_);
       file = log_->active_file();
       dir = log_->TakeDirDirty();
+      retired = log_->RetiredSegments();
     }
     const auto sync_start = std::chrono::steady_clock::now();
     Status sync = broken ? Status::Io("spool broken") : file->SyncData();
@@ -184,7 +186,7 @@ void Spool::SyncLoop() {
     {
       std::lock_guard<std::mutex> g(log_mu_);
       if (sync.ok() && !broken) {
-        Status r = log_->RemoveRetiredSegments();
+        Status r = log_->RemoveRetiredSegments(retired);
         if (!r.ok()) Log("spool: cannot remove retired segments: " + r.ToString());
       }
       unretired = log_->unretired();

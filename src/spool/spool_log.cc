@@ -402,9 +402,19 @@ Status SpoolLog::Sync() {
   return Status::Ok();
 }
 
-Status SpoolLog::RemoveRetiredSegments() {
+size_t SpoolLog::RetiredSegments() const {
+  size_t n = 0;
+  while (n + 1 < segments_.size()) {
+    auto live = live_per_segment_.find(segments_[n]);
+    if (live != live_per_segment_.end() && live->second != 0) break;
+    ++n;
+  }
+  return n;
+}
+
+Status SpoolLog::RemoveRetiredSegments(size_t at_most) {
   bool removed = false;
-  while (segments_.size() > 1 && live_per_segment_[segments_.front()] == 0) {
+  for (; at_most > 0 && segments_.size() > 1 && live_per_segment_[segments_.front()] == 0; --at_most) {
     // Every message in it has all its copies durable in mailboxes.
     HF_RETURN_IF_ERROR(fs_.Unlink(SegmentPath(segments_.front())));
     live_per_segment_.erase(segments_.front());

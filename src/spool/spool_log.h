@@ -117,7 +117,9 @@ class SpoolLog {
   }
   const std::string& dir() const { return dir_; }
   // Removes the oldest segments whose messages are all retired (durably).
-  Status RemoveRetiredSegments();
+  Status RemoveRetiredSegments(size_t at_most = SIZE_MAX);
+  // How many of the oldest segments RemoveRetiredSegments would remove now.
+  size_t RetiredSegments() const;
 
   size_t unretired() const;
   uint64_t active_segment() const { return active_seq_; }
