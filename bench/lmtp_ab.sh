@@ -41,12 +41,12 @@ one_run() {
   local hf=$1 size=$2 t pid port perf_pid t0 t1 t2
   t="$(mktemp -d "$DIR/hf-lmtp-ab-run.XXXXXXXX")"
   chattr +T "$t" 2>/dev/null || true
-  printf 'pw\n' | "$hf" --data "$t/d" user add u --password-stdin >/dev/null
+  printf 'pw\n' | "$hf" --data "$t/d" user add u --password-stdin >/dev/null 2>&1
   port=$(free_port)
   setsid "$hf" --data "$t/d" serve --lmtp "127.0.0.1:$port" --pop3 "127.0.0.1:$(free_port)" \
     --metrics "127.0.0.1:$(free_port)" </dev/null >"$t/log" 2>&1 &
   pid=$!
-  for _ in $(seq 100); do grep -q event=ready "$t/log" && break; sleep 0.1; done
+  for _ in $(seq 100); do grep -q event=ready "$t/log" 2>/dev/null && break; sleep 0.1; done
   grep -q event=ready "$t/log" || { cat "$t/log" >&2; die "$hf serve did not start"; }
   "$SMTP_SOURCE" -L -d -s "$SESSIONS" -m 40 -l "$size" -t u@localhost -f b@example.org "127.0.0.1:$port"
   while [ "$(count_new "$t/d/mail/u")" -lt 40 ]; do sleep 0.01; done
