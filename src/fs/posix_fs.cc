@@ -119,9 +119,8 @@ class RealFs : public Fs {
   // Starts every file's writeback first, then waits for each in turn: the
   // data writes reach the device together, and each fdatasync is left with
   // its inode and the cache flush (on a journalling file system the first
-  // commit covers the rest). Measured against 16 concurrent fdatasyncs on this
-  // project's test machine: the same files per second at less than half the CPU
-  // (docs/benchmarks.md). The hint's own errors surface in fdatasync.
+  // commit covers the rest), without a thread wake-up per file
+  // (docs/benchmarks.md, run 7). The hint's own errors surface in fdatasync.
   std::vector<Status> SyncDataAll(const std::vector<File*>& files) override {
     if (files.size() > 1) {
       for (File* f : files) {
