@@ -331,6 +331,68 @@ TEST(SpoolCrash, GroupCommitAcrossASegmentRotation) {
       /*exhaustive_bits=*/8);
 }
 
+// What the pipelined commit does (Spool::CommitLoop / SyncLoop): the sync
+// thread takes the active segment, the directory flag and the retired count,
+// then syncs while the commit thread appends the next round -- here with
+// rotations in between. A sync acknowledges only what was appended before
+// it took its handle.
+struct SyncHandle {
+  std::shared_ptr<File> file;
+  bool dir = false;
+  size_t retired = 0;
+  std::vector<MessageId> msgs;
+  std::vector<std::pair<MessageId, uint32_t>> done;
+};
+
+SyncHandle TakeHandle(LogCtx& c) {
+  SyncHandle h;
+  if (!c.log) return h;
+  h.file = c.log->active_file();
+  h.dir = c.log->TakeDirDirty();
+  h.retired = c.log->RetiredSegments();
+  h.msgs.swap(c.o.unsynced_msgs);
+  h.done.swap(c.o.unsynced_done);
+  return h;
+}
+
+void SyncWithHandle(SimFs& fs, LogCtx& c, const SyncHandle& h) {
+  if (!c.log || !h.file || !h.file->SyncData().ok()) return;
+  if (h.dir && !fs.SyncDir(kSpoolDir).ok()) return;
+  for (const auto& id : h.msgs) c.o.acked[id] = c.o.maybe[id];
+  for (const auto& [id, rcpt] : h.done) c.o.done_durable[id].insert(rcpt);
+  (void)c.log->RemoveRetiredSegments(h.retired);
+}
+
+TEST(SpoolCrash, PipelinedSyncAcrossRotations) {
+  auto olds = std::make_shared<std::vector<SpoolMessage>>();
+  ForEverySpoolCrashPoint(
+      [olds](SimFs& fs, LogCtx& c) {
+        c.opts.segment_bytes = 600;
+        MakeDataDir(fs);
+        OpenCtx(fs, c);
+        ASSERT_TRUE(c.log);
+        olds->clear();
+        for (int i = 0; i < 2; ++i) {
+          olds->push_back(MakeMessage("old" + std::to_string(i), Body(i, 400)));
+          Append(c, olds->back());
+        }
+        ASSERT_TRUE(Sync(c));
+        ASSERT_EQ(c.log->active_segment(), 1u);  // over 600 bytes: the next append rotates
+      },
+      [olds](SimFs& fs, LogCtx& c) {
+        Done(c, (*olds)[0].id, 0);
+        for (int i = 1; i <= 2; ++i) Append(c, MakeMessage("p" + std::to_string(i), Body(i, 400), 2));
+        SyncHandle first = TakeHandle(c);
+        // The next round, appended while the first sync "runs".
+        Append(c, MakeMessage("p3", Body(3, 400), 1));
+        Done(c, (*olds)[1].id, 0);
+        SyncWithHandle(fs, c, first);
+        SyncWithHandle(fs, c, TakeHandle(c));
+        if (!fs.crashed()) EXPECT_GE(c.log->active_segment(), 3u) << "the rounds did not rotate";
+      },
+      /*exhaustive_bits=*/8);
+}
+
 // (b) Retirement: messages spread over >= 3 segments, all durable.
 constexpr uint64_t kSmallSegment = 1024;
 
