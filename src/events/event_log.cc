@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "util/record_log.h"
+#include "util/thread_name.h"
 
 namespace holdfast {
 
@@ -102,7 +103,7 @@ Result<std::unique_ptr<EventLog>> EventLog::Open(Fs& fs, std::string dir, Option
   HF_RETURN_IF_ERROR(fs.EnsureDir(dir));
   std::unique_ptr<EventLog> log(new EventLog(fs, std::move(dir), opts));
   log->Prune(NowMs());
-  if (opts.flusher) log->flusher_ = std::thread([l = log.get()] { l->FlushLoop(); });
+  if (opts.flusher) log->flusher_ = NameThread(std::thread([l = log.get()] { l->FlushLoop(); }), "hf-events");
   return log;
 }
 

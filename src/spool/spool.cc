@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <set>
 
+#include "util/thread_name.h"
+
 namespace holdfast {
 
 namespace {
@@ -45,12 +47,12 @@ Result<std::unique_ptr<Spool>> Spool::Start(Fs& fs, const std::string& spool_dir
   spool->stats_.backlog_messages = spool->backlog_messages_;
   spool->stats_.backlog_bytes = spool->backlog_bytes_;
   spool->stats_.unretired = spool->log_->unretired();
-  spool->commit_thread_ = std::thread([s = spool.get()] { s->CommitLoop(); });
-  spool->sync_thread_ = std::thread([s = spool.get()] { s->SyncLoop(); });
-  spool->delivery_thread_ = std::thread([s = spool.get()] { s->DeliveryLoop(); });
+  spool->commit_thread_ = NameThread(std::thread([s = spool.get()] { s->CommitLoop(); }), "hf-commit");
+  spool->sync_thread_ = NameThread(std::thread([s = spool.get()] { s->SyncLoop(); }), "hf-sync");
+  spool->delivery_thread_ = NameThread(std::thread([s = spool.get()] { s->DeliveryLoop(); }), "hf-deliver");
   if (spool->filtering()) {
     for (uint32_t i = 0; i < std::max<uint32_t>(1, spool->opts_.filters.workers); ++i)
-      spool->filter_threads_.emplace_back([s = spool.get()] { s->FilterLoop(); });
+      spool->filter_threads_.push_back(NameThread(std::thread([s = spool.get()] { s->FilterLoop(); }), "hf-filter"));
   }
   return spool;
 }

@@ -140,6 +140,11 @@ def main(args):
                     check(time.monotonic() < deadline, "/healthz answers within 10 s of the 220 greeting")
                     time.sleep(0.05)
             check(status == 200 and body == "ready\n", f"/healthz: 200 ready ({status} {body!r})")
+            # Threads an operator can tell apart in top -H (docs/architecture.md).
+            task_dir = f"/proc/{srv.proc.pid}/task"
+            names = sorted(open(f"{task_dir}/{t}/comm").read().strip() for t in os.listdir(task_dir))
+            for want in ("holdfast", "hf-commit", "hf-sync", "hf-deliver", "hf-events"):
+                check(want in names, f"a thread named {want} ({names})")
             check(get(port, "/nope")[0] == 404, "an unknown path: 404")
             check(get(port, "/metrics", method="POST")[0] == 405, "POST /metrics: 405")
             with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
