@@ -41,13 +41,14 @@
 # sessions contend for the same Maildir; Dovecot slows down as a mailbox
 # grows, so mailboxes stay at N/CHUNKS messages, 2000 by default, whatever
 # N is). After each slice the script checks that each mailbox holds exactly
-# the number of messages sent, and at the end
-# that holdfast's own counters agree and its log has no warning or error.
+# the number of messages sent, and at the end that holdfast's own counters
+# agree and its log has no warning or error.
 # Ack latency: during every slice one more session (bench/lmtp_probe.py)
 #   sends messages one after another, one at most every 10 ms (the same
-#   small extra load for a fast server and a slow one), to a `probe` mailbox and records, per
-#   message, the time from its final dot to the 250; the table gives p50 and
-#   p99 per case and server (the latency a sender sees under that load).
+#   small extra load for a fast server and a slow one), to a `probe` mailbox
+#   and records, per message, the time from its final dot to the 250; the
+#   table gives p50 and p99 per case and server (the latency a sender sees
+#   under that load).
 # Needs: postfix (for /usr/sbin/smtp-source; no Postfix daemon is started),
 # dovecot-core and dovecot-lmtpd, python3 (to pick free ports).
 set -euo pipefail
@@ -113,12 +114,13 @@ FIRST_UID=$(( MUID < 500 ? MUID : 500 )); FIRST_GID=$(( MGID < 500 ? MGID : 500 
 mkdir -p "$PARENT"
 T="$(mktemp -d "$PARENT/hf-lmtp-bench.XXXXXXXX")"
 chmod 755 "$T"
-# Each server's tree in its own block groups, as when it runs alone: ext4 places
-# a new file's inode in its directory's block group, and without a journal it
-# skips every inode freed there in the last minutes (RECENTCY in fs/ext4/ialloc.c),
-# so Dovecot's dotlock dovecot-uidlist.lock (created and removed at every
-# delivery, seen with strace) would slow holdfast's file creation next door. `chattr +T` makes the
-# scratch directory a top of hierarchy for ext4's Orlov allocator, which
+# Each server's tree in its own block groups, as when it runs alone: ext4
+# places a new file's inode in its directory's block group, and without a
+# journal it skips every inode freed there in the last minutes
+# (recently_deleted() in fs/ext4/ialloc.c), so Dovecot's dotlock
+# dovecot-uidlist.lock (created and removed at every delivery, seen with
+# strace) would slow holdfast's file creation next door. `chattr +T` makes
+# the scratch directory a top of hierarchy for ext4's Orlov allocator, which
 # spreads its subdirectories over different groups.
 if chattr +T "$T" 2>/dev/null; then
   ISOLATION="each server's tree in its own ext4 block groups (chattr +T on the scratch directory)"
@@ -170,7 +172,7 @@ HFDATA="$T/holdfast-data"
 DVDIR="$T/dovecot"
 mkdir -p "$HFDATA" "$DVDIR/run" "$DVDIR/state" "$DVDIR/mail"
 
-# One mailbox per (size, sessions) case and server.
+# One mailbox per (size, sessions, slice) and server.
 CASE_USERS=(warmup probe)
 for s in $SIZES; do for c in $SESSIONS; do for ((k = 0; k < CHUNKS; k++)); do CASE_USERS+=("b${s}s${c}k${k}"); done; done; done
 : > "$DVDIR/users"
