@@ -116,7 +116,8 @@ class SpoolLog {
     return d;
   }
   const std::string& dir() const { return dir_; }
-  // Removes the oldest segments whose messages are all retired (durably).
+  // Removes the oldest segments whose messages are all retired (durably),
+  // at most `at_most` of them.
   Status RemoveRetiredSegments(size_t at_most = SIZE_MAX);
   // How many of the oldest segments RemoveRetiredSegments would remove now.
   size_t RetiredSegments() const;
