@@ -29,6 +29,8 @@ TEST(ConfigTest, Defaults) {
   EXPECT_EQ(c.delivery.lock_timeout_ms, 30000);
   EXPECT_TRUE(c.delivery.add_return_path);
   EXPECT_TRUE(c.delivery.add_delivered_to);
+  EXPECT_EQ(c.delivery.batch_sync, "syncfs");
+  EXPECT_TRUE(c.delivery.batch_syncfs());
   EXPECT_EQ(c.log.level, "info");
 
   auto empty = ParseConfig("", "holdfast.toml");
@@ -48,6 +50,7 @@ max_message_size = 1048576
 lock_timeout_ms = 5000
 add_return_path = false
 add_delivered_to = false
+batch_sync = "fdatasync"
 
 [log]
 level = "debug"
@@ -59,6 +62,7 @@ level = "debug"
   EXPECT_EQ(r->delivery.lock_timeout_ms, 5000);
   EXPECT_FALSE(r->delivery.add_return_path);
   EXPECT_FALSE(r->delivery.add_delivered_to);
+  EXPECT_FALSE(r->delivery.batch_syncfs());
   EXPECT_EQ(r->log.level, "debug");
 }
 
@@ -67,6 +71,12 @@ TEST(ConfigTest, DottedAndInlineKeys) {
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->delivery.lock_timeout_ms, 7);
   EXPECT_EQ(r->log.level, "error");
+}
+
+TEST(ConfigTest, BatchSyncIsOneOfTwo) {
+  auto bad = ParseConfig("[delivery]\nbatch_sync = \"none\"\n", "x");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_CONTAINS(bad.status().message(), "batch_sync");
 }
 
 TEST(ConfigTest, Limits) {

@@ -404,5 +404,46 @@ TEST(MailboxPosix, WorksOnTheRealFileSystem) {
   std::filesystem::remove_all(dir);
 }
 
+// The batch commit on the real kernel, with each way PosixFs makes a batch
+// durable (syncfs for 4 or more files, else fdatasync each): every copy
+// filed whole, in order, under its own UID.
+TEST(MailboxPosix, BatchCommitWithEitherSyncMode) {
+  auto dir = std::filesystem::temp_directory_path() / ("holdfast-batch-test-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  for (BatchSync mode : {BatchSync::kSyncfs, BatchSync::kFdatasync}) {
+    SetPosixBatchSync(mode);
+    const std::string box_dir = (dir / (mode == BatchSync::kSyncfs ? "syncfs" : "fdatasync")).string();
+    ASSERT_TRUE(Mailbox::Create(PosixFs(), box_dir).ok());
+    auto box = Mailbox::Open(PosixFs(), box_dir, TestOptions());
+    ASSERT_TRUE(box.ok());
+    uint32_t expected_uid = 1;
+    for (size_t batch : {1u, 3u, 4u, 9u}) {
+      std::vector<std::unique_ptr<Delivery>> owned;
+      std::vector<Delivery*> ds;
+      for (size_t i = 0; i < batch; ++i) {
+        auto d = (*box)->BeginDelivery();
+        ASSERT_TRUE(d.ok()) << d.status().ToString();
+        ASSERT_TRUE((*d)->Write("Subject: " + std::to_string(batch) + "/" + std::to_string(i) + "\r\n\r\nbody\r\n").ok());
+        ds.push_back(d->get());
+        owned.push_back(std::move(d).value());
+      }
+      auto results = (*box)->CommitAll(ds);
+      ASSERT_EQ(results.size(), batch);
+      for (size_t i = 0; i < batch; ++i) {
+        ASSERT_TRUE(results[i].ok()) << results[i].status().ToString();
+        EXPECT_EQ(results[i]->uid, expected_uid++);
+        auto text = PosixFs().ReadFile(box_dir + "/new/" + results[i]->name);
+        ASSERT_TRUE(text.ok());
+        EXPECT_EQ(*text, "Subject: " + std::to_string(batch) + "/" + std::to_string(i) + "\r\n\r\nbody\r\n");
+      }
+    }
+    EXPECT_EQ((*box)->List()->size(), 17u);
+    EXPECT_TRUE((*box)->Fsck(false)->clean());
+  }
+  SetPosixBatchSync(BatchSync::kSyncfs);
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace holdfast::testing

@@ -23,6 +23,7 @@ int Context::Init() {
     return EX_CONFIG;
   }
   config_ = std::move(config).value();
+  SetPosixBatchSync(config_.delivery.batch_syncfs() ? BatchSync::kSyncfs : BatchSync::kFdatasync);
   return EX_OK;
 }
 

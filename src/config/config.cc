@@ -53,6 +53,8 @@ const std::vector<KeySpec>& Keys() {
        IntKey{+[](Config& c) -> int64_t& { return c.delivery.lock_timeout_ms; }, 1, 600000}},
       {"delivery.add_return_path", BoolKey{+[](Config& c) -> bool& { return c.delivery.add_return_path; }}},
       {"delivery.add_delivered_to", BoolKey{+[](Config& c) -> bool& { return c.delivery.add_delivered_to; }}},
+      {"delivery.batch_sync",
+       StringKey{+[](Config& c) -> std::string& { return c.delivery.batch_sync; }, {"syncfs", "fdatasync"}}},
       {"log.level",
        StringKey{+[](Config& c) -> std::string& { return c.log.level; }, {"debug", "info", "warn", "error"}}},
       {"log.file", StringKey{+[](Config& c) -> std::string& { return c.log.file; }, {}}},

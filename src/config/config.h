@@ -28,6 +28,9 @@ struct Config {
     int64_t lock_timeout_ms = 30000;               // 1 .. 600000
     bool add_return_path = true;                   // prepend Return-Path:
     bool add_delivered_to = true;                  // prepend Delivered-To:
+    // How a batch of new Maildir files is made durable (docs/configuration.md).
+    std::string batch_sync = "syncfs";             // "syncfs" or "fdatasync"
+    bool batch_syncfs() const { return batch_sync == "syncfs"; }
   } delivery;
 
   // LMTP listener of `holdfast serve` (docs/lmtp.md).

@@ -81,9 +81,9 @@ class Fs {
   // fsync(2) on the directory: its entries' creations, renames and removals
   // survive power loss.
   virtual Status SyncDir(const std::string& path) = 0;
-  // SyncData() on each file, one status per file. PosixFs starts every
-  // file's writeback before it waits for the first, so the writes overlap;
-  // the default syncs one after the other.
+  // SyncData() on each file, one status per file. The default syncs one
+  // after the other; PosixFs makes a batch durable with one syncfs(2) (or
+  // overlaps the files' writeback: SetPosixBatchSync).
   virtual std::vector<Status> SyncDataAll(const std::vector<File*>& files);
 
   // Entry names in the directory, without "." and "..", in no given order.
@@ -103,6 +103,14 @@ class Fs {
 
 // The real one.
 Fs& PosixFs();
+
+// How PosixFs's SyncDataAll makes a batch of files durable ([delivery]
+// batch_sync): kSyncfs, one syncfs(2) for the whole file system and one cache
+// flush more, whatever the batch's size; kFdatasync, one fdatasync(2) per
+// file (for a file system shared with heavy writers, whose dirty data
+// syncfs would also wait for).
+enum class BatchSync { kSyncfs, kFdatasync };
+void SetPosixBatchSync(BatchSync mode);
 
 // Path helpers: join with exactly one '/', and the parent directory.
 std::string JoinPath(std::string_view a, std::string_view b);
