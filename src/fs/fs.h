@@ -105,9 +105,9 @@ class Fs {
 Fs& PosixFs();
 
 // How PosixFs's SyncDataAll makes a batch of files durable ([delivery]
-// batch_sync): kSyncfs, one syncfs(2) for the whole file system and one cache
-// flush more, whatever the batch's size; kFdatasync, one fdatasync(2) per
-// file (for a file system shared with heavy writers, whose dirty data
+// batch_sync): kSyncfs, for batches of 4 files or more one syncfs(2) for the
+// whole file system and one cache flush more; kFdatasync, one fdatasync(2)
+// per file (for a file system shared with heavy writers, whose dirty data
 // syncfs would also wait for).
 enum class BatchSync { kSyncfs, kFdatasync };
 void SetPosixBatchSync(BatchSync mode);

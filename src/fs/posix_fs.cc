@@ -128,7 +128,10 @@ class RealFs : public Fs {
   // it is just a second flush (checked: /sys/block/DEV/stat). syncfs reports
   // any write-back error since the descriptor it is given was opened (Linux
   // >= 5.8): given the batch's oldest file, that covers every write of the
-  // batch. On any error each file is synced alone, to say which failed.
+  // batch. If syncfs fails, each file is synced alone, to say which failed
+  // (each file keeps its own error for its fdatasync). If the fdatasync
+  // after it fails, it has consumed that file's error (a second fdatasync
+  // could succeed over lost data), so the whole batch is reported failed.
   // kFdatasync: every file's writeback is started first, then each fdatasync
   // is left with its inode and the flush.
   std::vector<Status> SyncDataAll(const std::vector<File*>& files) override {
@@ -137,7 +140,7 @@ class RealFs : public Fs {
       for (File* f : files) {
         if (static_cast<PosixFile*>(f)->serial() < oldest->serial()) oldest = static_cast<PosixFile*>(f);
       }
-      if (::syncfs(oldest->NativeHandle()) == 0 && files[0]->SyncData().ok()) return std::vector<Status>(files.size());
+      if (::syncfs(oldest->NativeHandle()) == 0) return std::vector<Status>(files.size(), files[0]->SyncData());
     } else if (files.size() > 1) {
       for (File* f : files) (void)::sync_file_range(f->NativeHandle(), 0, 0, SYNC_FILE_RANGE_WRITE);
     }
