@@ -86,7 +86,6 @@ class Server {
   // leftovers, then the spool's replay (its deliveries run in the background).
   Status Recover() {
     Fs& fs = PosixFs();
-    SetPosixBatchSync(opts_.config.delivery.batch_syncfs() ? BatchSync::kSyncfs : BatchSync::kFdatasync);
     HF_RETURN_IF_ERROR(fs.EnsureDir(opts_.data_dir));
     const std::string mail = JoinPath(opts_.data_dir, "mail");
     HF_RETURN_IF_ERROR(fs.EnsureDir(mail));
@@ -593,6 +592,7 @@ class Server {
       return;
     }
     opts_.config = std::move(fresh).value();
+    // At start Context::Init applied it; a reload applies it again.
     SetPosixBatchSync(opts_.config.delivery.batch_syncfs() ? BatchSync::kSyncfs : BatchSync::kFdatasync);
     log_.set_level(Logger::ParseLevel(opts_.config.log.level));
     log_.set_json(opts_.config.log.format == "json");
