@@ -711,6 +711,63 @@ TEST(SpoolLogTest, FailedAppendLeavesNoPartialFrame) {
   EXPECT_EQ(got.size(), 3u);
 }
 
+// The commit thread's rounds: a round's messages, and its Done records, go
+// out in one append each; an entry that fails its checks fails alone, a
+// failed write fails them all and tracks none of them.
+TEST(SpoolLogTest, BatchedAppendsAreOneWriteAndFailAlone) {
+  SimFs fs;
+  MakeDataDir(fs);
+  auto log = OpenLog(fs, nullptr);
+  ASSERT_TRUE(log);
+  SpoolMessage a = MakeMessage("a", "a\n", 2), b = MakeMessage("b", "b\n"), none = MakeMessage("none", "n\n");
+  none.rcpts.clear();
+  uint64_t ops = fs.MutatingOps();
+  std::vector<Status> st = log->AppendMessages({&a, &none, &b, &a});
+  ASSERT_EQ(st.size(), 4u);
+  EXPECT_TRUE(st[0].ok());
+  EXPECT_EQ(st[1].kind(), Status::Kind::kInvalid);  // no recipient
+  EXPECT_TRUE(st[2].ok());
+  EXPECT_EQ(st[3].kind(), Status::Kind::kInvalid);  // a twice
+  EXPECT_EQ(fs.MutatingOps() - ops, 1u);
+  EXPECT_EQ(log->unretired(), 2u);
+
+  // A failed write: neither is tracked, so both may be submitted again.
+  SpoolMessage c = MakeMessage("c", "c\n"), d = MakeMessage("d", "d\n");
+  fs.FailNext("append", 28 /* ENOSPC */);
+  st = log->AppendMessages({&c, &d});
+  EXPECT_FALSE(st[0].ok());
+  EXPECT_FALSE(st[1].ok());
+  EXPECT_EQ(log->unretired(), 2u);
+  st = log->AppendMessages({&c, &d});
+  EXPECT_TRUE(st[0].ok() && st[1].ok());
+
+  // Done records: one append; the unknown mark and the repeated one are left out.
+  ops = fs.MutatingOps();
+  Status s = log->AppendDones({{a.id, 0, RcptState::kDelivered},
+                               {MessageId::Generate(), 0, RcptState::kDelivered},
+                               {b.id, 0, RcptState::kAlreadyThere},
+                               {a.id, 0, RcptState::kAlreadyThere},
+                               {c.id, 0, RcptState::kDelivered}});
+  EXPECT_EQ(s.kind(), Status::Kind::kInvalid);
+  EXPECT_EQ(fs.MutatingOps() - ops, 1u);
+  EXPECT_EQ(log->unretired(), 2u);  // a (one recipient left) and d
+  fs.FailNext("append", 5 /* EIO */);
+  EXPECT_FALSE(log->AppendDones({{a.id, 1, RcptState::kDelivered}, {d.id, 0, RcptState::kDelivered}}).ok());
+  EXPECT_EQ(log->unretired(), 2u);  // nothing of the failed write counts
+  ASSERT_TRUE(log->Sync().ok());
+  log.reset();
+
+  std::vector<SpoolEntry> got;
+  ASSERT_TRUE(OpenLog(fs, &got));
+  std::map<MessageId, SpoolEntry> by_id;
+  for (auto& e : got) by_id[e.msg.id] = e;
+  ASSERT_EQ(by_id.size(), 2u);
+  ASSERT_EQ(by_id.count(a.id), 1u);
+  ASSERT_EQ(by_id.count(d.id), 1u);
+  ExpectSameMessage(by_id[a.id].msg, a);
+  EXPECT_EQ(by_id[a.id].state, (std::vector<RcptState>{RcptState::kDelivered, RcptState::kPending}));
+}
+
 // Regression (fixed; was: src/spool/spool_log.cc, StartSegment): when the new segment's header
 // append fails (disk full) after CreateExclusive succeeded, the empty file
 // stays and active_ still points to the full segment, so every later append

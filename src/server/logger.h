@@ -7,6 +7,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace holdfast {
 
@@ -21,6 +22,8 @@ class Logger {
   void Info(std::string_view line) { Log(kInfo, line); }
   void Warn(std::string_view line) { Log(kWarn, line); }
   void Error(std::string_view line) { Log(kError, line); }
+  // Several events with one write (and one timestamp).
+  void Lines(Level level, const std::vector<std::string>& lines);
   void Reopen();
   void set_level(Level l);
   void set_json(bool json);

@@ -36,14 +36,15 @@ constexpr auto kDrainDeadline = std::chrono::seconds(30);
 
 // Waits for the spool's durable-commit callback without blocking the loop.
 template <typename Token>
-auto AsyncSubmit(Spool& spool, SpoolMessage msg, Token&& token) {
+auto AsyncSubmit(Spool& spool, SpoolMessage msg, std::string durable_line, Token&& token) {
   return asio::async_initiate<Token, void(Status)>(
-      [&spool](auto handler, SpoolMessage m) {
+      [&spool](auto handler, SpoolMessage m, std::string line) {
         auto ex = asio::get_associated_executor(handler);
         auto h = std::make_shared<decltype(handler)>(std::move(handler));
-        spool.Submit(std::move(m), [ex, h](Status s) { asio::post(ex, [h, s]() mutable { (*h)(s); }); });
+        spool.Submit(std::move(m), [ex, h](Status s) { asio::post(ex, [h, s]() mutable { (*h)(s); }); },
+                     std::move(line));
       },
-      token, std::move(msg));
+      token, std::move(msg), std::move(durable_line));
 }
 
 class Server {
@@ -123,6 +124,12 @@ class Server {
     so.mailbox = mo;
     so.trace = TraceOptions{opts_.config.delivery.add_return_path, opts_.config.delivery.add_delivered_to};
     so.log_line = [this](const std::string& l) { log_.Info("event=spool " + l); };
+    so.log_lines = [this](const std::vector<std::string>& ls) {
+      std::vector<std::string> lines;
+      for (const std::string& l : ls) lines.push_back("event=spool " + l);
+      log_.Lines(Logger::kInfo, lines);
+    };
+    so.log_durable = [this](const std::vector<std::string>& ls) { log_.Lines(Logger::kInfo, ls); };
     so.events = events_.get();
     // Filter workers are this same binary, reading the same configuration.
     so.filters = opts_.config.filters;
@@ -490,8 +497,12 @@ class Server {
         // client (we read nothing more from it) and then turn it away.
         Status st = co_await WaitWhileCongested();
         const bool turned_away = !st.ok();
-        // 250 only once the spool record is durable (seed 001).
-        if (st.ok()) st = co_await AsyncSubmit(*spool_, std::move(m), use_awaitable);
+        // 250 only once the spool record is durable (seed 001). The commit
+        // logs event=accepted, with the rest of its round in one write.
+        const std::string fields = " id=" + id + " client=" + Kv(peer) + " from=" + Kv(ev.envelope.mail_from) +
+                                   " rcpts=" + std::to_string(ev.envelope.rcpts.size()) +
+                                   " size=" + std::to_string(size);
+        if (st.ok()) st = co_await AsyncSubmit(*spool_, std::move(m), "event=accepted" + fields, use_awaitable);
         std::vector<lmtp::Reply> replies;
         for (const auto& r : ev.envelope.rcpts) {
           if (st.ok()) {
@@ -504,9 +515,10 @@ class Server {
             replies.push_back(lmtp::Reply{451, "4.3.0", "<" + r.address + "> temporary failure, try again later"});
           }
         }
-        log_.Info(std::string("event=") + (st.ok() ? "accepted" : turned_away ? "congestion_refused" : "temp_failed") + " id=" + id + " client=" + Kv(peer) +
-                  " from=" + Kv(ev.envelope.mail_from) + " rcpts=" + std::to_string(replies.size()) +
-                  " size=" + std::to_string(size) + (st.ok() ? "" : " reason=" + Kv(st.ToString())));
+        if (!st.ok()) {
+          log_.Info(std::string("event=") + (turned_away ? "congestion_refused" : "temp_failed") + fields +
+                    " reason=" + Kv(st.ToString()));
+        }
         ++messages;
         ev = session.CompleteMessage(replies, &out);
       }

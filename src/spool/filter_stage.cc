@@ -140,7 +140,8 @@ void Spool::PickUpReleased(std::vector<Pending>* batch) {
                                if (!s.ok()) return;  // stays in released/: tried again
                                Status f = quarantine_->ForgetReleased(id);
                                if (!f.ok()) Log("quarantine: cannot remove released " + id.ToString() + ": " + f.ToString());
-                             }});
+                             },
+                             std::string()});
   }
 }
 

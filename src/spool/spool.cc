@@ -63,6 +63,15 @@ void Spool::Log(const std::string& line) {
   if (opts_.log_line) opts_.log_line(line);
 }
 
+void Spool::LogAll(const std::vector<std::string>& lines) {
+  if (lines.empty()) return;
+  if (opts_.log_lines) {
+    opts_.log_lines(lines);
+  } else {
+    for (const std::string& l : lines) Log(l);
+  }
+}
+
 void Spool::Record(std::vector<Event> events) {
   if (opts_.events) opts_.events->Append(std::move(events));
 }
@@ -71,11 +80,11 @@ void Spool::Record(Event e) {
   if (opts_.events) opts_.events->Append(std::move(e));
 }
 
-void Spool::Submit(SpoolMessage msg, Callback done) {
+void Spool::Submit(SpoolMessage msg, Callback done, std::string durable_line) {
   {
     std::lock_guard<std::mutex> l(mu_);
     if (!stopping_ && !broken_) {
-      submitted_.push_back(Pending{std::move(msg), std::move(done)});
+      submitted_.push_back(Pending{std::move(msg), std::move(done), std::move(durable_line)});
       commit_cv_.notify_one();
       return;
     }
@@ -126,13 +135,18 @@ void Spool::CommitLoop() {
     if (batch.empty() && marks.empty() && attempts.empty() && outcomes.empty()) continue;
     Round r;
     r.appended.resize(batch.size());
-    for (size_t i = 0; i < batch.size(); ++i) {
-      r.appended[i] = broken ? Status::Io("spool broken") : log_->AppendMessage(batch[i].msg);
-      r.segments.push_back(log_->active_segment());
+    // One write for the round's messages, one for its Done records.
+    if (broken) {
+      std::fill(r.appended.begin(), r.appended.end(), Status::Io("spool broken"));
+    } else if (!batch.empty()) {
+      std::vector<const SpoolMessage*> msgs;
+      for (const Pending& p : batch) msgs.push_back(&p.msg);
+      r.appended = log_->AppendMessages(msgs);
     }
-    for (const auto& m : marks) {
-      Status s = broken ? Status::Ok() : log_->AppendDone(m.id, m.rcpt, m.state);
-      if (!s.ok()) Log("spool: cannot record delivery of " + m.id.ToString() + ": " + s.ToString());
+    r.segments.assign(batch.size(), log_->active_segment());
+    if (!broken && !marks.empty()) {
+      Status s = log_->AppendDones(marks);
+      if (!s.ok()) Log("spool: cannot record " + std::to_string(marks.size()) + " deliveries: " + s.ToString());
     }
     for (const auto& o : outcomes) {
       Status s = broken ? Status::Ok() : log_->AppendOutcome(o.id, o.outcome, o.reason);
@@ -192,6 +206,16 @@ void Spool::SyncLoop() {
         if (!r.ok()) Log("spool: cannot remove retired segments: " + r.ToString());
       }
       unretired = log_->unretired();
+    }
+    if (opts_.log_durable) {
+      // Before any 250 goes out, so the log never lags an acknowledgement.
+      std::vector<std::string> lines;
+      for (const Round& r : rounds) {
+        for (size_t i = 0; i < r.batch.size(); ++i) {
+          if (r.appended[i].ok() && sync.ok() && !r.batch[i].durable_line.empty()) lines.push_back(r.batch[i].durable_line);
+        }
+      }
+      if (!lines.empty()) opts_.log_durable(lines);
     }
     std::vector<Work> durable;
     auto now = std::chrono::steady_clock::now();
@@ -443,6 +467,7 @@ void Spool::DeliverBatch(std::vector<Work>& batch) {
     }
   }
   std::vector<Event> delivered;  // one write for the batch's events
+  std::vector<std::string> delivered_lines;  // and one for its log lines
   for (auto& [key, copies] : by_box) {
     if (broken.count(key)) continue;  // dropping the Deliveries removes their tmp files
     std::vector<Delivery*> ds;
@@ -458,8 +483,8 @@ void Spool::DeliverBatch(std::vector<Work>& batch) {
       const std::string& folder = copies[k].work->folder;
       const SpoolMessage& m = copies[k].work->entry.msg;
       const std::string& user = m.rcpts[copies[k].rcpts.front()].user;
-      Log("delivered " + id.ToString() + " to " + user + (folder.empty() ? "" : " folder=" + folder) +
-          " uid=" + std::to_string(results[k]->uid));
+      delivered_lines.push_back("delivered " + id.ToString() + " to " + user +
+                                (folder.empty() ? "" : " folder=" + folder) + " uid=" + std::to_string(results[k]->uid));
       std::string to;
       for (uint32_t i : copies[k].rcpts) to += (to.empty() ? "" : ",") + m.rcpts[i].address;
       delivered.push_back(Event("delivered", id.ToString())
@@ -471,6 +496,7 @@ void Spool::DeliverBatch(std::vector<Work>& batch) {
       for (uint32_t i : copies[k].rcpts) copies[k].work->done.emplace_back(i, RcptState::kDelivered);
     }
   }
+  LogAll(delivered_lines);
   Record(std::move(delivered));
   by_box.clear();  // uncommitted Deliveries remove their tmp files through their Mailbox
   for (const auto& key : broken) boxes_.erase(key);

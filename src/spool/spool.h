@@ -45,6 +45,11 @@ class Spool {
     TraceOptions trace;
     std::chrono::milliseconds retry_delay{30000};  // after a failed mailbox delivery
     std::function<void(const std::string&)> log_line;  // one event a line
+    // Several events in one call (one write); log_line each if unset.
+    std::function<void(const std::vector<std::string>&)> log_lines;
+    // Submit()'s `durable_line`s, whole lines, once per commit: logged
+    // before any of that commit's callbacks runs.
+    std::function<void(const std::vector<std::string>&)> log_durable;
     // The filter stage: off while filters.chain is empty.
     FilterOptions filters;
     std::vector<std::string> worker_argv;  // starts `holdfast filter-worker`
@@ -81,7 +86,8 @@ class Spool {
   // `done` runs on the commit thread once `msg` is durable (ok) or has
   // failed (then nothing of it will be delivered... unless a later restart
   // finds it durable after all: see docs/spool.md).
-  void Submit(SpoolMessage msg, Callback done);
+  // `durable_line`, if not empty, goes to log_durable once `msg` is durable.
+  void Submit(SpoolMessage msg, Callback done, std::string durable_line = {});
   // Commits what is queued, delivers what is durable (waiting at most
   // `deadline` for deliveries), then stops both threads.
   void Stop(std::chrono::milliseconds deadline);
@@ -127,6 +133,7 @@ class Spool {
   // The open mailbox of `user`, created if needed; nullptr (logged) on error.
   Mailbox* OpenMailbox(const std::string& user, const std::string& folder, const MessageId& id);
   void Log(const std::string& line);
+  void LogAll(const std::vector<std::string>& lines);
   void Record(std::vector<Event> events);
   void Record(Event e);
 
@@ -140,13 +147,10 @@ class Spool {
   struct Pending {
     SpoolMessage msg;
     Callback done;
+    std::string durable_line;
   };
   std::vector<Pending> submitted_;
-  struct DoneMark {
-    MessageId id;
-    uint32_t rcpt;
-    RcptState state;
-  };
+  using DoneMark = SpoolLog::DoneMark;
   std::vector<DoneMark> done_marks_;
   // The filter ledger's records, for the commit thread to append. An
   // attempt must be durable before its batch goes to a worker.

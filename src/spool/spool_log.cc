@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <set>
 
 #include "util/record_log.h"
 
@@ -107,7 +108,8 @@ bool SpoolEntry::Retired() const {
   return std::none_of(state.begin(), state.end(), [](RcptState s) { return s == RcptState::kPending; });
 }
 
-std::string EncodeMessageRecord(const SpoolMessage& m) {
+namespace {
+std::string MessagePayload(const SpoolMessage& m) {
   Encoder e;
   size_t envelope = m.client.size() + m.helo.size() + m.mail_from.size() + 12 * m.rcpts.size();
   for (const auto& r : m.rcpts) envelope += r.address.size() + r.user.size() + r.detail.size();
@@ -117,8 +119,13 @@ std::string EncodeMessageRecord(const SpoolMessage& m) {
   for (const auto& r : m.rcpts) e.Str(r.address).Str(r.user).Str(r.detail);
   e.U64(m.body.size()).Bytes(m.body.data(), m.body.size());
   if (m.released) e.U8(1);  // flags: absent in older records
-  return EncodeRecord(kMessage, e.data());
+  return e.Take();
 }
+}  // namespace
+
+std::string EncodeMessageRecord(const SpoolMessage& m) { return EncodeRecord(kMessage, MessagePayload(m)); }
+
+void AppendMessageRecord(std::string* out, const SpoolMessage& m) { AppendRecord(out, kMessage, MessagePayload(m)); }
 
 Result<SpoolMessage> DecodeMessagePayload(std::string_view payload) {
   Decoder d(payload);
@@ -334,7 +341,7 @@ Status SpoolLog::Append(const std::string& frame) {
   return Status::Ok();
 }
 
-Status SpoolLog::AppendMessage(const SpoolMessage& msg) {
+Status SpoolLog::CheckMessage(const SpoolMessage& msg) const {
   if (msg.rcpts.empty()) return Status::Invalid("a spooled message needs a recipient");
   if (msg.rcpts.size() > kMaxRecipients) return Status::Invalid("more than 100000 recipients");
   // Never acknowledge what ParseSegment would refuse to read back.
@@ -351,26 +358,73 @@ Status SpoolLog::AppendMessage(const SpoolMessage& msg) {
   }
   if (size > kMaxRecordPayload) return Status::Invalid("message too large for one spool record");
   if (tracked_.count(msg.id) != 0) return Status::Invalid("message " + msg.id.ToString() + " is already spooled");
-  HF_RETURN_IF_ERROR(Append(EncodeMessageRecord(msg)));
-  tracked_[msg.id] = Tracked{active_seq_, static_cast<uint32_t>(msg.rcpts.size()),
-                             std::vector<RcptState>(msg.rcpts.size(), RcptState::kPending), msg.released};
-  ++live_per_segment_[active_seq_];
   return Status::Ok();
 }
 
-Status SpoolLog::AppendDone(const MessageId& id, uint32_t rcpt, RcptState state) {
-  auto it = tracked_.find(id);
-  if (it == tracked_.end() || rcpt >= it->second.state.size()) return Status::Invalid("unknown spool recipient");
-  if (it->second.state[rcpt] != RcptState::kPending) return Status::Ok();
-  Encoder e;
-  e.Bytes(id.bytes().data(), 16).U32(rcpt).U8(static_cast<uint8_t>(state));
-  HF_RETURN_IF_ERROR(Append(EncodeRecord(kDone, e.data())));
-  it->second.state[rcpt] = state;
-  if (--it->second.pending == 0) {
-    --live_per_segment_[it->second.segment];
-    tracked_.erase(it);
+Status SpoolLog::AppendMessage(const SpoolMessage& msg) { return AppendMessages({&msg})[0]; }
+
+std::vector<Status> SpoolLog::AppendMessages(const std::vector<const SpoolMessage*>& msgs) {
+  std::vector<Status> out(msgs.size());
+  std::vector<size_t> good;
+  std::set<MessageId> ids;
+  std::string frames;
+  for (size_t i = 0; i < msgs.size(); ++i) {
+    out[i] = CheckMessage(*msgs[i]);
+    if (out[i].ok() && !ids.insert(msgs[i]->id).second) {
+      out[i] = Status::Invalid("message " + msgs[i]->id.ToString() + " is already spooled");
+    }
+    if (!out[i].ok()) continue;
+    AppendMessageRecord(&frames, *msgs[i]);
+    good.push_back(i);
   }
-  return Status::Ok();
+  if (good.empty()) return out;
+  const Status s = Append(frames);
+  for (size_t i : good) {
+    if (!s.ok()) {
+      out[i] = s;
+      continue;
+    }
+    const SpoolMessage& m = *msgs[i];
+    tracked_[m.id] = Tracked{active_seq_, static_cast<uint32_t>(m.rcpts.size()),
+                             std::vector<RcptState>(m.rcpts.size(), RcptState::kPending), m.released};
+    ++live_per_segment_[active_seq_];
+  }
+  return out;
+}
+
+Status SpoolLog::AppendDone(const MessageId& id, uint32_t rcpt, RcptState state) {
+  return AppendDones({DoneMark{id, rcpt, state}});
+}
+
+Status SpoolLog::AppendDones(const std::vector<DoneMark>& marks) {
+  std::string frames;
+  std::vector<const DoneMark*> recorded;
+  std::set<std::pair<MessageId, uint32_t>> seen;  // a recipient is finished once
+  bool unknown = false;  // such a mark fails alone
+  for (const DoneMark& m : marks) {
+    auto it = tracked_.find(m.id);
+    if (it == tracked_.end() || m.rcpt >= it->second.state.size()) {
+      unknown = true;
+      continue;
+    }
+    if (it->second.state[m.rcpt] != RcptState::kPending || !seen.emplace(m.id, m.rcpt).second) continue;
+    Encoder e;
+    e.Bytes(m.id.bytes().data(), 16).U32(m.rcpt).U8(static_cast<uint8_t>(m.state));
+    AppendRecord(&frames, kDone, e.data());
+    recorded.push_back(&m);
+  }
+  const Status invalid = unknown ? Status::Invalid("unknown spool recipient") : Status::Ok();
+  if (recorded.empty()) return invalid;
+  HF_RETURN_IF_ERROR(Append(frames));
+  for (const DoneMark* m : recorded) {
+    auto it = tracked_.find(m->id);
+    it->second.state[m->rcpt] = m->state;
+    if (--it->second.pending == 0) {
+      --live_per_segment_[it->second.segment];
+      tracked_.erase(it);
+    }
+  }
+  return invalid;
 }
 
 Status SpoolLog::AppendAttempt(const std::vector<MessageId>& ids) {

@@ -94,6 +94,16 @@ class SpoolLog {
   // Appends, not yet durable: Sync() makes everything appended so far durable.
   Status AppendMessage(const SpoolMessage& msg);
   Status AppendDone(const MessageId& id, uint32_t rcpt, RcptState state);
+  // The same for many, with one write: an entry that fails its checks
+  // fails alone (AppendDones: then kInvalid, the others recorded); a failed
+  // write fails every one (nothing of it is kept).
+  std::vector<Status> AppendMessages(const std::vector<const SpoolMessage*>& msgs);
+  struct DoneMark {
+    MessageId id;
+    uint32_t rcpt;
+    RcptState state;
+  };
+  Status AppendDones(const std::vector<DoneMark>& marks);
   // The filter ledger: `ids` go to one worker together; then one outcome
   // each. Ids no longer spooled are left out.
   Status AppendAttempt(const std::vector<MessageId>& ids);
@@ -130,6 +140,7 @@ class SpoolLog {
   Status Replay(std::vector<SpoolEntry>* unretired);
   Status StartSegment(uint64_t seq);
   Status Append(const std::string& frame);
+  Status CheckMessage(const SpoolMessage& msg) const;
   std::string SegmentPath(uint64_t seq) const;
 
   Fs& fs_;
@@ -178,6 +189,7 @@ Result<SegmentContents> ParseSegment(std::string_view bytes);
 // A Message record's frame and payload: the quarantine keeps messages in
 // the same encoding (docs/filters.md).
 std::string EncodeMessageRecord(const SpoolMessage& m);
+void AppendMessageRecord(std::string* out, const SpoolMessage& m);
 Result<SpoolMessage> DecodeMessagePayload(std::string_view payload);
 
 }  // namespace holdfast

@@ -38,17 +38,21 @@ LogRecord RecordAt(std::string_view data, size_t pos, size_t frame) {
 }  // namespace
 
 std::string EncodeRecord(uint8_t type, std::string_view payload) {
+  std::string out;
+  AppendRecord(&out, type, payload);
+  return out;
+}
+
+void AppendRecord(std::string* out, uint8_t type, std::string_view payload) {
   const char t = static_cast<char>(type);
   Encoder len_type;
   len_type.U32(static_cast<uint32_t>(payload.size())).U8(type);
   Encoder header;
   header.U32(Crc32c(payload, Crc32c(std::string_view(&t, 1))));
   header.Bytes(len_type.data().data(), 5).U32(Crc32c(len_type.data()));
-  std::string out;
-  out.reserve(header.data().size() + payload.size());
-  out += header.data();
-  out += payload;
-  return out;
+  out->reserve(out->size() + header.data().size() + payload.size());
+  *out += header.data();
+  *out += payload;
 }
 
 ParsedLog ParseRecordLog(std::string_view data) {

@@ -25,6 +25,8 @@ constexpr size_t kRecordHeaderSize = 13;
 constexpr uint32_t kMaxRecordPayload = 1u << 30;  // spool records carry whole messages
 
 std::string EncodeRecord(uint8_t type, std::string_view payload);
+// The same frame, appended to `out` (several frames, one write).
+void AppendRecord(std::string* out, uint8_t type, std::string_view payload);
 
 struct LogRecord {
   uint8_t type;
@@ -54,6 +56,7 @@ class Encoder {
   Encoder& Bytes(const void* p, size_t n) { out_.append(static_cast<const char*>(p), n); return *this; }
   Encoder& Str(std::string_view s) { U32(static_cast<uint32_t>(s.size())); out_ += s; return *this; }
   const std::string& data() const { return out_; }
+  std::string Take() { return std::move(out_); }
 
  private:
   std::string out_;
