@@ -368,6 +368,9 @@ std::vector<Status> SpoolLog::AppendMessages(const std::vector<const SpoolMessag
   std::vector<size_t> good;
   std::set<MessageId> ids;
   std::string frames;
+  size_t total = 0;
+  for (const SpoolMessage* m : msgs) total += m->body.size() + 1024;  // envelope and framing: a guess
+  frames.reserve(total);  // one allocation: bodies are large, copying them again is not free
   for (size_t i = 0; i < msgs.size(); ++i) {
     out[i] = CheckMessage(*msgs[i]);
     if (out[i].ok() && !ids.insert(msgs[i]->id).second) {
