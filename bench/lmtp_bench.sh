@@ -52,7 +52,11 @@
 #   and records, per message, the time from its final dot to the 250; the
 #   table gives p50 and p99 per case and server (the latency a sender sees
 #   under that load).
-# Needs: postfix (for /usr/sbin/smtp-source; no Postfix daemon is started),
+# Ceiling: after each case the same load (N/CHUNKS messages, CHUNKS times)
+#   goes to Postfix's smtp-sink -L, a test server that answers 250 and keeps
+#   nothing: the most this load generator gets out of this machine at all.
+#   The table gives its rate and holdfast's acked rate as a share of it.
+# Needs: postfix (for /usr/sbin/smtp-source and smtp-sink; no Postfix daemon is started),
 # dovecot-core and dovecot-lmtpd, python3 (to pick free ports).
 set -euo pipefail
 
@@ -77,6 +81,7 @@ LOAD_WAIT="${LOAD_WAIT:-300}"
 SLICE_TIMEOUT="${SLICE_TIMEOUT:-900}"
 DOVECOT_FSYNC="${DOVECOT_FSYNC:-optimized}"
 SMTP_SOURCE=/usr/sbin/smtp-source
+SMTP_SINK=/usr/sbin/smtp-sink
 DOVECOT=/usr/sbin/dovecot
 DV_LMTP=/usr/lib/dovecot/lmtp
 
@@ -85,6 +90,7 @@ die() { echo "lmtp_bench: FAILED: $*" >&2; exit 1; }
 HF="$(cd "$(dirname "$HF")" && pwd)/$(basename "$HF")"
 HF_ORIG="$HF"
 [ -x "$SMTP_SOURCE" ] || die "$SMTP_SOURCE not found: install postfix (scripts/bootstrap.sh)"
+[ -x "$SMTP_SINK" ] || die "$SMTP_SINK not found: install postfix (scripts/bootstrap.sh)"
 [ -x "$DOVECOT" ] || die "Dovecot is not installed (dovecot-core)"
 [ -x "$DV_LMTP" ] || die "Dovecot's LMTP server $DV_LMTP is not installed (apt-get install dovecot-lmtpd)"
 command -v python3 >/dev/null || die "python3 is needed to pick free ports"
@@ -134,6 +140,7 @@ else
 fi
 DV_PID=""
 HF_PID=""
+SINK_PID=""
 stop_group() { # pid seconds: TERM the process, wait, then KILL its process group
   local pid=$1 secs=$2
   kill -TERM "$pid" 2>/dev/null || true
@@ -144,6 +151,7 @@ cleanup() {
   [ -z "${PROBE_PID:-}" ] || kill -KILL "$PROBE_PID" 2>/dev/null || true
   [ -z "$HF_PID" ] || stop_group "$HF_PID" 45
   [ -z "$DV_PID" ] || stop_group "$DV_PID" 5
+  [ -z "$SINK_PID" ] || stop_group "$SINK_PID" 5
   if [ "${KEEP:-0}" = 1 ]; then echo "kept $T" >&2; else rm -rf "$T"; fi
 }
 trap cleanup EXIT
@@ -255,6 +263,14 @@ EOF
   stop_group "$DV_PID" 5; DV_PID=""
   [ $attempt -lt 3 ] || die "private Dovecot did not start"
 done
+
+# The ceiling: smtp-sink keeps nothing (it must drop root: -u).
+SINK_PORT=$(free_port)
+SINK_USER=()
+[ "$(id -u)" -ne 0 ] || SINK_USER=(-u "$MAILUSER")
+setsid "$SMTP_SINK" "${SINK_USER[@]}" -L 127.0.0.1:"$SINK_PORT" 1024 </dev/null >"$T/smtp-sink.log" 2>&1 &
+SINK_PID=$!
+wait_greeting "$SINK_PORT" || { cat "$T/smtp-sink.log" >&2; die "smtp-sink did not start"; }
 
 # --- helpers ----------------------------------------------------------------
 now_ns() { date +%s%N; }
@@ -378,9 +394,19 @@ for s in $SIZES; do
       [ "$n" -eq "$slice" ] || die "Dovecot: $n messages in $dvbox after its 250s, expected $slice"
       n=$(count_all "$hfbox"); [ "$n" -eq "$slice" ] || die "holdfast: $n messages in $hfbox, expected $slice"
     done
-    ack=$(rate "$N" "$ack_ns"); box=$(rate "$N" "$box_ns"); dv=$(rate "$N" "$dv_ns")
-    ROWS+=("| $(( s / 1024 )) KiB | $c | $N | $ack | $box | $dv | $(ratio "$ack" "$dv") | $(ratio "$box" "$dv") | $(pct "$T/lat-hf" 50) / $(pct "$T/lat-hf" 99) | $(pct "$T/lat-dv" 50) / $(pct "$T/lat-dv" 99) | $case_load |")
-    echo "  -> holdfast $ack acked/s, $box in mailbox/s; Dovecot $dv/s" >&2
+    sink_ns=0; sent=0
+    for ((k = 0; k < CHUNKS; k++)); do
+      slice=$(( (N * (k + 1)) / CHUNKS - sent ))
+      [ "$slice" -gt 0 ] || continue
+      sent=$(( sent + slice ))
+      t0=$(now_ns)
+      send "$SINK_PORT" sink "$s" "$c" "$slice" || die "smtp-sink: smtp-source failed (size $s, $c sessions)"
+      t1=$(now_ns)
+      sink_ns=$(( sink_ns + t1 - t0 ))
+    done
+    ack=$(rate "$N" "$ack_ns"); box=$(rate "$N" "$box_ns"); dv=$(rate "$N" "$dv_ns"); sink=$(rate "$N" "$sink_ns")
+    ROWS+=("| $(( s / 1024 )) KiB | $c | $N | $ack | $box | $dv | $(ratio "$ack" "$dv") | $(ratio "$box" "$dv") | $(pct "$T/lat-hf" 50) / $(pct "$T/lat-hf" 99) | $(pct "$T/lat-dv" 50) / $(pct "$T/lat-dv" 99) | $sink | $(awk -v a="$ack" -v b="$sink" 'BEGIN { printf "%.0f%%", 100 * a / b }') | $case_load |")
+    echo "  -> holdfast $ack acked/s, $box in mailbox/s; Dovecot $dv/s; smtp-sink $sink/s" >&2
   done
 done
 LOAD_AFTER=$(load3)
@@ -423,13 +449,14 @@ cat <<EOF
 - disk reference: $DSYNC 4 KiB O_DSYNC writes/s (dd, one writer)
 - holdfast: $("$HF" --version 2>/dev/null || echo '?') serve ($HF_ORIG, CMAKE_BUILD_TYPE=${BUILD_TYPE:-unknown}); 250 after the spool's group-committed fdatasync
 - Dovecot: $("$DOVECOT" --version) LMTP, mail_fsync = $DOVECOT_FSYNC, default Maildir index settings; 250 after delivery
+- ceiling: the same smtp-source load against Postfix's smtp-sink -L (answers 250, keeps nothing), after each case
 - load generator: $(dpkg-query -W -f='postfix ${Version}' postfix 2>/dev/null || echo postfix) smtp-source ${SRC_OPTS[*]} -s SESSIONS -m N/$CHUNKS -l SIZE; $CONN
 - load average (1/5/15 min) at start / before measuring / after: $LOAD_INITIAL / $LOAD_BEFORE / $LOAD_AFTER ($LOAD_NOTE)
 - each case: $CHUNKS alternating slices (holdfast, Dovecot, ...) of N/CHUNKS messages, each into a fresh mailbox per server; times summed per server;
   holdfast "in mailbox" = from the start of a slice until DATA/mail/USER/new holds all its messages
 - checked: every mailbox holds exactly the N/CHUNKS messages sent to it; holdfast's counters on exit: $(sed 's/.*event=stopped //' <<<"$STOPPED"); no warning or error in its log
 
-| size (-l) | sessions | messages | holdfast acked/s | holdfast in mailbox/s | Dovecot LMTP msg/s | acked/Dovecot | in mailbox/Dovecot | holdfast ack p50 / p99 ms | Dovecot ack p50 / p99 ms | load at case start |
-|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| size (-l) | sessions | messages | holdfast acked/s | holdfast in mailbox/s | Dovecot LMTP msg/s | acked/Dovecot | in mailbox/Dovecot | holdfast ack p50 / p99 ms | Dovecot ack p50 / p99 ms | smtp-sink msg/s (keeps nothing) | holdfast acked/smtp-sink | load at case start |
+|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 EOF
 printf '%s\n' "${ROWS[@]}"
