@@ -333,18 +333,21 @@ TEST(SpoolCrash, GroupCommitNextToDurableMail) {
       /*exhaustive_bits=*/8);
 }
 
+// A spool of `segment_bytes` segments holding one durable message.
+void SmallSegmentsWithOneDurable(SimFs& fs, LogCtx& c, uint64_t segment_bytes, size_t body, int rcpts) {
+  c.opts.segment_bytes = segment_bytes;
+  MakeDataDir(fs);
+  OpenCtx(fs, c);
+  ASSERT_TRUE(c.log);
+  Append(c, MakeMessage("old", Body(0, body), rcpts));
+  ASSERT_TRUE(Sync(c));
+}
+
 TEST(SpoolCrash, GroupCommitAcrossASegmentRotation) {
   // Small segments: the batch itself rotates (an internal Sync, a new
   // segment whose name is only durable after the next SyncDir).
   ForEverySpoolCrashPoint(
-      [](SimFs& fs, LogCtx& c) {
-        c.opts.segment_bytes = 600;
-        MakeDataDir(fs);
-        OpenCtx(fs, c);
-        ASSERT_TRUE(c.log);
-        Append(c, MakeMessage("old", Body(0, 400)));
-        ASSERT_TRUE(Sync(c));
-      },
+      [](SimFs& fs, LogCtx& c) { SmallSegmentsWithOneDurable(fs, c, 600, 400, 1); },
       [](SimFs&, LogCtx& c) {
         for (int i = 1; i <= 3; ++i) Append(c, MakeMessage("r" + std::to_string(i), Body(i, 400), 2));
         Sync(c);
@@ -357,14 +360,7 @@ TEST(SpoolCrash, RoundsWrittenWithOneWriteEach) {
   // (a torn one leaves whole frames before the tear), then the Done records
   // of the round before in another; small segments, so a round also rotates.
   ForEverySpoolCrashPoint(
-      [](SimFs& fs, LogCtx& c) {
-        c.opts.segment_bytes = 900;
-        MakeDataDir(fs);
-        OpenCtx(fs, c);
-        ASSERT_TRUE(c.log);
-        Append(c, MakeMessage("old", Body(0, 300), 2));
-        ASSERT_TRUE(Sync(c));
-      },
+      [](SimFs& fs, LogCtx& c) { SmallSegmentsWithOneDurable(fs, c, 900, 300, 2); },
       [](SimFs&, LogCtx& c) {
         std::vector<SpoolMessage> first, second;
         for (int i = 1; i <= 3; ++i) first.push_back(MakeMessage("a" + std::to_string(i), Body(i, 300), 1 + i % 2));
