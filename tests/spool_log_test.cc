@@ -768,6 +768,33 @@ TEST(SpoolLogTest, BatchedAppendsAreOneWriteAndFailAlone) {
   EXPECT_EQ(by_id[a.id].state, (std::vector<RcptState>{RcptState::kDelivered, RcptState::kPending}));
 }
 
+// A round of large messages is written in pieces of at most
+// kMaxWriteBytes (plus one message), so it never doubles in memory at once.
+TEST(SpoolLogTest, LargeRoundIsWrittenInBoundedPieces) {
+  SimFs fs;
+  MakeDataDir(fs);
+  auto log = OpenLog(fs, nullptr);
+  ASSERT_TRUE(log);
+  std::vector<SpoolMessage> big;
+  for (int i = 0; i < 5; ++i) big.push_back(MakeMessage("big" + std::to_string(i), std::string(1u << 20, char('a' + i))));
+  std::vector<const SpoolMessage*> ptrs;
+  for (const auto& m : big) ptrs.push_back(&m);
+  const uint64_t ops = fs.MutatingOps();
+  for (const Status& s : log->AppendMessages(ptrs)) EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(fs.MutatingOps() - ops, 2u);  // 3 MiB, then 2 MiB
+  ASSERT_TRUE(log->Sync().ok());
+  log.reset();
+  std::vector<SpoolEntry> got;
+  ASSERT_TRUE(OpenLog(fs, &got));
+  ASSERT_EQ(got.size(), big.size());
+  std::map<MessageId, const SpoolMessage*> want;
+  for (const auto& m : big) want[m.id] = &m;
+  for (const auto& e : got) {
+    ASSERT_EQ(want.count(e.msg.id), 1u);
+    ExpectSameMessage(e.msg, *want[e.msg.id]);
+  }
+}
+
 // Regression (fixed; was: src/spool/spool_log.cc, StartSegment): when the new segment's header
 // append fails (disk full) after CreateExclusive succeeded, the empty file
 // stays and active_ still points to the full segment, so every later append

@@ -365,33 +365,36 @@ Status SpoolLog::AppendMessage(const SpoolMessage& msg) { return AppendMessages(
 
 std::vector<Status> SpoolLog::AppendMessages(const std::vector<const SpoolMessage*>& msgs) {
   std::vector<Status> out(msgs.size());
-  std::vector<size_t> good;
   std::set<MessageId> ids;
-  std::string frames;
-  size_t total = 0;
-  for (const SpoolMessage* m : msgs) total += m->body.size() + 1024;  // envelope and framing: a guess
-  frames.reserve(total);  // one allocation: bodies are large, copying them again is not free
+  std::vector<size_t> in_frames;  // the messages frames_ holds
+  auto write = [&] {
+    if (in_frames.empty()) return;
+    const Status s = Append(frames_);
+    for (size_t i : in_frames) {
+      if (!s.ok()) {
+        out[i] = s;
+        continue;
+      }
+      const SpoolMessage& m = *msgs[i];
+      tracked_[m.id] = Tracked{active_seq_, static_cast<uint32_t>(m.rcpts.size()),
+                               std::vector<RcptState>(m.rcpts.size(), RcptState::kPending), m.released};
+      ++live_per_segment_[active_seq_];
+    }
+    frames_.clear();
+    in_frames.clear();
+  };
   for (size_t i = 0; i < msgs.size(); ++i) {
     out[i] = CheckMessage(*msgs[i]);
     if (out[i].ok() && !ids.insert(msgs[i]->id).second) {
       out[i] = Status::Invalid("message " + msgs[i]->id.ToString() + " is already spooled");
     }
     if (!out[i].ok()) continue;
-    AppendMessageRecord(&frames, *msgs[i]);
-    good.push_back(i);
+    if (frames_.size() + msgs[i]->body.size() > kMaxWriteBytes) write();  // bounds the copy in memory
+    AppendMessageRecord(&frames_, *msgs[i]);
+    in_frames.push_back(i);
   }
-  if (good.empty()) return out;
-  const Status s = Append(frames);
-  for (size_t i : good) {
-    if (!s.ok()) {
-      out[i] = s;
-      continue;
-    }
-    const SpoolMessage& m = *msgs[i];
-    tracked_[m.id] = Tracked{active_seq_, static_cast<uint32_t>(m.rcpts.size()),
-                             std::vector<RcptState>(m.rcpts.size(), RcptState::kPending), m.released};
-    ++live_per_segment_[active_seq_];
-  }
+  write();
+  if (frames_.capacity() > 2 * kMaxWriteBytes) std::string().swap(frames_);  // a huge message's buffer is not kept
   return out;
 }
 

@@ -141,6 +141,8 @@ class SpoolLog {
   Status StartSegment(uint64_t seq);
   Status Append(const std::string& frame);
   Status CheckMessage(const SpoolMessage& msg) const;
+  // One write holds at most this much (and one message, whatever its size).
+  static constexpr size_t kMaxWriteBytes = 4u << 20;
   std::string SegmentPath(uint64_t seq) const;
 
   Fs& fs_;
@@ -160,6 +162,9 @@ class SpoolLog {
   };
   std::map<MessageId, Tracked> tracked_;
   std::map<uint64_t, uint32_t> live_per_segment_;  // unretired messages per segment
+  // AppendMessages' frames, kept between calls: a fresh buffer of a round's
+  // size every round costs more in page faults than the copy itself.
+  std::string frames_;
 };
 
 // Parses a segment's bytes (exposed for the fuzz harness and queue tools).
