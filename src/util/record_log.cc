@@ -50,7 +50,7 @@ void AppendRecord(std::string* out, uint8_t type, std::string_view payload) {
   Encoder header;
   header.U32(Crc32c(payload, Crc32c(std::string_view(&t, 1))));
   header.Bytes(len_type.data().data(), 5).U32(Crc32c(len_type.data()));
-  if (out->empty()) out->reserve(header.data().size() + payload.size());  // else the caller sized it
+  if (out->empty()) out->reserve(header.data().size() + payload.size());  // later frames: the string grows geometrically
   *out += header.data();
   *out += payload;
 }
