@@ -143,7 +143,6 @@ void Spool::CommitLoop() {
       for (const Pending& p : batch) msgs.push_back(&p.msg);
       r.appended = log_->AppendMessages(msgs);
     }
-    r.segments.assign(batch.size(), log_->active_segment());
     if (!broken && !marks.empty()) {
       Status s = log_->AppendDones(marks);
       if (!s.ok()) Log("spool: cannot record " + std::to_string(marks.size()) + " deliveries: " + s.ToString());
@@ -235,7 +234,6 @@ void Spool::SyncLoop() {
         if (s.ok()) {
           SpoolEntry e;
           e.state.assign(r.batch[i].msg.rcpts.size(), RcptState::kPending);
-          e.segment = r.segments[i];
           e.msg = std::move(r.batch[i].msg);
           const bool released = e.msg.released;
           durable.emplace_back(std::move(e), released, released, now);

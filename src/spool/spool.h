@@ -170,7 +170,6 @@ class Spool {
   struct Round {
     std::vector<Pending> batch;
     std::vector<Status> appended;    // per message
-    std::vector<uint64_t> segments;  // per message: where it went
     std::vector<AttemptMark> attempts;
     std::vector<bool> attempt_ok;
   };
