@@ -2,8 +2,12 @@
 // chunks, must give well-formed replies only, and the same replies and
 // messages as the same bytes fed at once.
 //
-// Input: byte 0 seeds the chunk sizes (0 = feed everything at once); the
-// rest is the client's side of the conversation.
+// Input: byte 0 seeds the chunk sizes (0 = feed everything at once; its top
+// bit also picks lmtp.bare_lf = "keep"); the rest is the client's side of
+// the conversation.
+//
+// The smuggling oracle: data ends only at CRLF "." CRLF, so no input yields
+// more messages than it holds of those terminators.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -22,8 +26,9 @@ using holdfast::lmtp::RcptCheck;
 using holdfast::lmtp::Recipient;
 
 // Small, so that short inputs reach every limit.
-holdfast::lmtp::Limits FuzzLimits() {
+holdfast::lmtp::Limits FuzzLimits(bool keep_bare_lf) {
   holdfast::lmtp::Limits l;
+  l.reject_bare_lf = !keep_bare_lf;
   l.max_command_line = 64;
   l.max_data_line = 128;
   l.max_message_size = 2048;
@@ -70,8 +75,15 @@ void CheckReplies(std::string_view out) {
   if (!open_code.empty()) __builtin_trap();
 }
 
-Transcript Play(std::string_view input, uint8_t seed) {
-  const auto limits = FuzzLimits();
+// Overlapping occurrences: "\r\n.\r\n.\r\n" counts twice.
+size_t Terminators(std::string_view input) {
+  size_t n = 0;
+  for (size_t at = input.find("\r\n.\r\n"); at != std::string_view::npos; at = input.find("\r\n.\r\n", at + 1)) ++n;
+  return n;
+}
+
+Transcript Play(std::string_view input, uint8_t seed, bool keep_bare_lf) {
+  const auto limits = FuzzLimits(keep_bare_lf);
   holdfast::lmtp::Session s("fuzz.example", limits, Resolve);
   Transcript t;
   t.out = s.Greeting();
@@ -107,8 +119,10 @@ Transcript Play(std::string_view input, uint8_t seed) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
-  Transcript whole = Play(input, 0);
+  const bool keep_bare_lf = (data[0] & 0x80) != 0;
+  Transcript whole = Play(input, 0, keep_bare_lf);
   CheckReplies(whole.out);
-  if (data[0] != 0 && !(Play(input, data[0]) == whole)) __builtin_trap();
+  if (whole.bodies.size() > Terminators(input)) __builtin_trap();
+  if (data[0] != 0 && !(Play(input, data[0], keep_bare_lf) == whole)) __builtin_trap();
   return 0;
 }

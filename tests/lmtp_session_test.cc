@@ -180,13 +180,77 @@ TEST(LmtpSession, DotUnstuffingKeepsCrlf) {
   EXPECT_EQ(f.BodyOf("last line\r\n.\r\n"), "last line\r\n");
 }
 
-TEST(LmtpSession, BareLfBodyKept) {
-  Fixture f;
-  EXPECT_EQ(f.BodyOf("a\nb\r\nc\rd\n.\n"), "a\nb\r\nc\rd\n");
-  EXPECT_EQ(f.BodyOf("x\n.\r\n"), "x\n");
-  EXPECT_EQ(f.BodyOf("x\r\n.\n"), "x\r\n");
+Limits KeepBareLf() {
+  Limits l;
+  l.reject_bare_lf = false;
+  return l;
+}
+
+TEST(LmtpSession, BareLfBodyKeptWhenConfigured) {
+  Fixture f(KeepBareLf());
+  EXPECT_EQ(f.BodyOf("a\nb\r\nc\rd\r\n.\r\n"), "a\nb\r\nc\rd\r\n");
+  // Only CRLF "." CRLF ends the data: after a bare LF, ".\r\n" and ".\n"
+  // are lines of the message (dot-unstuffed like any other).
+  EXPECT_EQ(f.BodyOf("x\n.\r\ny\r\n.\r\n"), "x\n\r\ny\r\n");
+  EXPECT_EQ(f.BodyOf("x\r\n.\ny\r\n.\r\n"), "x\r\n\ny\r\n");
+  EXPECT_EQ(f.BodyOf("x\n.\n.\r\n\r\n.\r\n"), "x\n\n\r\n\r\n");
   // "\r.\r\n" is not a terminator: the line is "\r.\r\n".
   EXPECT_EQ(f.BodyOf("a\r\r.\r\n.\r\n"), "a\r\r.\r\n");
+}
+
+TEST(LmtpSession, BareLfInBodyRefusedByDefault) {
+  Fixture f;
+  f.ToData();
+  EXPECT_EQ(f.Feed("a\nb\r\n.\n.\r\n").kind, Event::Kind::kNone) << "ends only at CRLF.CRLF";
+  EXPECT_EQ(f.out, "");
+  EXPECT_EQ(f.Feed("c\r\n.\r\n").kind, Event::Kind::kNone);
+  EXPECT_EQ(f.out, "550 5.6.0 message contains a bare LF; lines must end with CRLF (RFC 5321 2.3.8)\r\n");
+  f.Feed("NOOP\r\n");
+  EXPECT_EQ(f.out, "250 2.0.0 OK\r\n") << "the session goes on";
+  EXPECT_EQ(f.BodyOf("bare\rcr\r\n.\r\n"), "bare\rcr\r\n") << "a bare CR is content";
+}
+
+// SMTP smuggling (CVE-2023-51764 class): a message that hides a second
+// transaction behind a non-standard end of data. It must reach its one
+// recipient whole, or be refused whole, and nothing may reach bob.
+TEST(LmtpSession, SmugglingNeverStartsASecondTransaction) {
+  const std::vector<std::string> ends = {"\n.\n", "\n.\r\n", "\r\n.\n", "\r.\r", "\r\n.\r", "\r.\r\n",
+                                         "\n..\n", "\r\n.\r\r\n"};
+  for (bool keep : {false, true}) {
+    for (const std::string& end : ends) {
+      Limits l;
+      l.reject_bare_lf = !keep;
+      Session s("lmtp.test", l, Resolve);
+      std::string out;
+      std::vector<Event> messages;
+      const std::string smuggled = "MAIL FROM:<evil@x.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nforged\r\n";
+      const std::string input = std::string(kEnvelope) + "Subject: hi\r\n\r\nbody" + end + smuggled + ".\r\nQUIT\r\n";
+      Event ev = s.Feed(input, &out);
+      while (ev.kind == Event::Kind::kMessage) {
+        messages.push_back(ev);
+        ev = s.CompleteMessage({{250, "2.0.0", "ok"}}, &out);
+      }
+      SCOPED_TRACE((keep ? "keep, end " : "reject, end ") + ::testing::PrintToString(end));
+      ASSERT_LE(messages.size(), 1u);
+      for (const Event& m : messages) {
+        ASSERT_EQ(m.envelope.rcpts.size(), 1u);
+        EXPECT_EQ(m.envelope.rcpts[0].user, "alice");
+        EXPECT_NE(m.body.find("RCPT TO:<bob@example.org>\r\nDATA\r\nforged\r\n"), std::string::npos)
+            << "the whole message, smuggled text included";
+      }
+      // LHLO (one reply), MAIL, RCPT, DATA, the one final reply, QUIT.
+      EXPECT_EQ(Codes(out).size(), 6u) << out;
+      EXPECT_EQ(out.find("bob"), std::string::npos) << out;
+      bool has_bare_lf = false;
+      for (size_t k = 0; k < end.size(); ++k) has_bare_lf |= end[k] == '\n' && (k == 0 || end[k - 1] != '\r');
+      if (!keep && has_bare_lf) {
+        EXPECT_TRUE(messages.empty());
+        EXPECT_NE(out.find("550 5.6.0"), std::string::npos) << out;
+      } else {
+        EXPECT_EQ(messages.size(), 1u) << out;
+      }
+    }
+  }
 }
 
 TEST(LmtpSession, NulAnd8BitBodyKept) {
@@ -321,7 +385,11 @@ TEST(LmtpSession, BadBytesInCommand) {
   f.Feed("\r\n");
   EXPECT_EQ(f.out, "500 5.5.2 empty command\r\n");
   f.Feed("NOOP\n");
-  EXPECT_EQ(f.out, "250 2.0.0 OK\r\n") << "a bare LF ends a command";
+  EXPECT_EQ(f.out, "500 5.5.2 command ends with a bare LF; end commands with CRLF\r\n");
+  Fixture keep(KeepBareLf());
+  keep.Feed("LHLO x\n");
+  keep.Feed("NOOP\n");
+  EXPECT_EQ(keep.out, "250 2.0.0 OK\r\n") << "kept: a bare LF ends a command";
 }
 
 TEST(LmtpSession, CommandsOutOfOrder) {
@@ -530,6 +598,10 @@ TEST(LmtpSession, ChunkingDoesNotChangeTheResult) {
           "RCPT TO:<c@example.org>\r\nRCPT TO:<d@example.org>\r\nDATA\r\n\0\xff\r\n.\r\n"s +
           "BAD\r\nBAD\r\nBAD\r\nBAD\r\nBAD\r\nBAD\r\nNOOP\r\n",
       "LHLO x\r\nNO\rOP\r\nNOOP\0\r\n\r\n\r\nQUIT\r\n"s,
+      // Overlong lines whose CR and LF land in different reads, and ends of
+      // data that are not CRLF.CRLF.
+      std::string(kEnvelope) + std::string(35, 'W') + "\r\n.\r\n" + std::string(kEnvelope).substr(18) +
+          std::string(35, 'W') + "\n.\r\nx\n.\n\r\n.\r\nNOOP\r\n",
   };
   // Inputs where the pre-LHLO budget and the line limit meet: whichever a
   // byte-at-a-time client would break first must win, whatever the split.
@@ -555,7 +627,12 @@ TEST(LmtpSession, ChunkingDoesNotChangeTheResult) {
       EXPECT_EQ(Play(input, chunks, l), whole) << "random chunks for: " << input;
     }
   };
-  for (const std::string& input : inputs) check(input, limits);
+  Limits keep = limits;
+  keep.reject_bare_lf = false;
+  for (const std::string& input : inputs) {
+    check(input, limits);
+    check(input, keep);
+  }
   for (const std::string& input : tight_inputs) check(input, tight);
   EXPECT_EQ(Play(tight_inputs[0], {1}, tight).out,
             "250 2.0.0 OK\r\n500 5.5.2 line too long\r\n554 5.5.0 too much input before LHLO\r\n");

@@ -437,6 +437,49 @@ TEST(SpoolTest, StartDeliversWhatAnEarlierRunLeftInTheSpool) {
   EXPECT_EQ(lines[0], "spool replay: 5 message(s) to deliver");
 }
 
+// RFC 5321 4.4: the Received: line goes on every LMTP copy, below the
+// per-recipient lines, and a replay after a crash writes the same bytes
+// (its date is the MessageId's, not the clock's).
+TEST(SpoolTest, ReceivedLineIsAddedAndReplayedByteIdentical) {
+  const SpoolMessage m = MakeMessage("received", {"alice"});
+  Spool::Options o = SpoolOptions();
+  o.add_received = true;
+  o.hostname = "mx.example.org";
+  auto filed = [&](bool replay) -> std::string {
+    SimFs fs;
+    MakeDataDir(fs);
+    if (replay) {
+      auto log = SpoolLog::Open(fs, kSpoolDir, SpoolLog::Options{}, nullptr);
+      EXPECT_TRUE(log.ok());
+      EXPECT_TRUE((*log)->AppendMessage(m).ok());
+      EXPECT_TRUE((*log)->Sync().ok());
+    }
+    auto spool = Spool::Start(fs, kSpoolDir, o);
+    EXPECT_TRUE(spool.ok());
+    if (!spool.ok()) return "";
+    Verdicts v;
+    if (!replay) (*spool)->Submit(m, v.For(m.id));
+    EXPECT_TRUE(WaitFor([&] { return (*spool)->stats().delivered == 1; }));
+    (*spool)->Stop(std::chrono::seconds(5));
+    auto box = Mailbox::Open(fs, JoinPath(kMailDir, "alice"), BoxOptions());
+    EXPECT_TRUE(box.ok());
+    if (!box.ok()) return "";
+    auto list = (*box)->List();
+    EXPECT_TRUE(list.ok() && list->size() == 1);
+    if (!list.ok() || list->size() != 1) return "";
+    auto bytes = fs.ReadFile((*list)[0].Path(JoinPath(kMailDir, "alice")));
+    return bytes.ok() ? *bytes : "";
+  };
+  const std::string first = filed(false);
+  const std::string head = TraceHeaders(m.body, m.mail_from, "alice@example.org", TraceOptions{});
+  const std::string received = "Received: from lmtp.client ([127.0.0.1])\n\tby mx.example.org (holdfast) with LMTP id " +
+                               m.id.ToString() + ";\n\t";
+  ASSERT_EQ(first.substr(0, head.size()), head);
+  EXPECT_EQ(first.substr(head.size(), received.size()), received) << first;
+  EXPECT_TRUE(first.ends_with(" +0000\n" + m.body)) << first;
+  EXPECT_EQ(filed(true), first) << "a replay files the same bytes";
+}
+
 TEST(SpoolTest, FailedFdatasyncRefusesNewMailUntilRestart) {
   SimFs fs;
   MakeDataDir(fs);

@@ -28,6 +28,9 @@ struct Config {
     int64_t lock_timeout_ms = 30000;               // 1 .. 600000
     bool add_return_path = true;                   // prepend Return-Path:
     bool add_delivered_to = true;                  // prepend Delivered-To:
+    // prepend the RFC 5321 4.4 Received: line to LMTP mail (not `holdfast
+    // deliver`'s); a chain's `trace` step writes it instead when present.
+    bool add_received = true;
     // How a batch of new Maildir files is made durable (docs/configuration.md).
     std::string batch_sync = "syncfs";             // "syncfs" or "fdatasync"
     bool batch_syncfs() const { return batch_sync == "syncfs"; }
@@ -44,6 +47,9 @@ struct Config {
     int64_t max_command_line = 2048;              // 512 .. 1 MiB
     int64_t max_data_line = 1 << 20;              // 1000 .. 1 GiB
     int64_t max_bytes_before_lhlo = 4096;         // 512 .. 1 MiB
+    // A line ended by a bare LF: "reject" (500 for a command, 550 5.6.0 for a
+    // message) or "keep" (stored as sent). Only CRLF.CRLF ends DATA either way.
+    std::string bare_lf = "reject";
   } lmtp;
   struct Pop3 {
     std::string listen = "127.0.0.1:1110";       // ADDR:PORT, "" for none

@@ -2,6 +2,7 @@
 
 #include <cctype>
 #include <cstdio>
+#include <ctime>
 
 namespace holdfast {
 namespace {
@@ -87,14 +88,42 @@ Status CheckHeaderField(std::string_view name, std::string_view value) {
   return Status::Ok();
 }
 
-std::string PrependHeaders(std::string_view message, const std::vector<HeaderField>& headers) {
+std::string FormatHeaders(std::string_view message, const std::vector<HeaderField>& headers) {
   const std::string_view eol = MessageLineEnding(message);
   std::string out;
   for (const auto& [name, value] : headers) {
     out.append(name).append(": ").append(WithLineEnding(value, eol)).append(eol);
   }
+  return out;
+}
+
+std::string PrependHeaders(std::string_view message, const std::vector<HeaderField>& headers) {
+  std::string out = FormatHeaders(message, headers);
   out.append(message);
   return out;
+}
+
+std::string ReceivedValue(std::string_view helo, std::string_view client_in, std::string_view hostname,
+                          const MessageId& id) {
+  std::string client(client_in);
+  if (client != "local") {
+    // "127.0.0.1:40000" -> 127.0.0.1, "[::1]:40000" or "::1:40000" -> ::1
+    size_t colon = client.rfind(':');
+    if (colon != std::string::npos) client = client.substr(0, colon);
+    if (client.size() > 1 && client.front() == '[' && client.back() == ']') client = client.substr(1, client.size() - 2);
+  }
+  char date[64];
+  const std::time_t t = static_cast<std::time_t>(id.UnixMillis() / 1000);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  std::strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+  std::string value = "from " + EscapeLine(helo.empty() ? "unknown" : helo, 200) + " (" +
+                      (client == "local" ? std::string("local") : "[" + EscapeLine(client, 64) + "]") + ")\r\n\tby " +
+                      EscapeLine(hostname.empty() ? "localhost" : hostname, 253) + " (holdfast) with LMTP id " +
+                      id.ToString() + ";\r\n\t" + date;
+  // Every piece is escaped and bounded, so this is a guard, not a path.
+  if (!CheckHeaderField("Received", value).ok()) value = "by holdfast id " + id.ToString() + "; " + date;
+  return value;
 }
 
 std::string RemoveHeader(std::string_view message, std::string_view name) {

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/message_id.h"
 #include "util/status.h"
 
 namespace holdfast {
@@ -28,6 +29,15 @@ Status CheckHeaderField(std::string_view name, std::string_view value);
 // rewritten in the message's line ending. The fields must have passed
 // CheckHeaderField.
 std::string PrependHeaders(std::string_view message, const std::vector<HeaderField>& headers);
+// Only the header lines PrependHeaders would put on top of `message`.
+std::string FormatHeaders(std::string_view message, const std::vector<HeaderField>& headers);
+
+// The value of the Received: line of RFC 5321 4.4 that holdfast adds: who
+// handed the message over (HELO, client address or "local"), to whom, when.
+// The date is the MessageId's time of receipt, so a replay after a crash
+// writes the same bytes. Always passes CheckHeaderField.
+std::string ReceivedValue(std::string_view helo, std::string_view client, std::string_view hostname,
+                          const MessageId& id);
 
 // Every field named `name` (case-insensitive), with its folded lines, removed.
 std::string RemoveHeader(std::string_view message, std::string_view name);

@@ -245,23 +245,7 @@ std::optional<Verdict> RunRspamdStep(const FilterStep& step, ChainState& st) {
 // The Received: line of RFC 5321 4.4 a delivery agent adds: who handed the
 // message over, to whom, when (the MessageId holds the time of receipt).
 std::optional<Verdict> RunTraceStep(const FilterOptions& opts, const FilterStep& step, ChainState& st) {
-  std::string client = st.in.client;
-  if (client != "local") {
-    // "127.0.0.1:40000" -> 127.0.0.1, "[::1]:40000" or "::1:40000" -> ::1
-    size_t colon = client.rfind(':');
-    if (colon != std::string::npos) client = client.substr(0, colon);
-    if (client.size() > 1 && client.front() == '[' && client.back() == ']') client = client.substr(1, client.size() - 2);
-  }
-  char date[64];
-  const std::time_t t = static_cast<std::time_t>(st.in.id.UnixMillis() / 1000);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  std::strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-  std::string value = "from " + EscapeLine(st.in.helo.empty() ? "unknown" : st.in.helo, 200) + " (" +
-                      (client == "local" ? std::string("local") : "[" + EscapeLine(client, 64) + "]") + ")\r\n\tby " +
-                      EscapeLine(opts.hostname.empty() ? "localhost" : opts.hostname, 253) + " (holdfast) with LMTP id " +
-                      st.in.id.ToString() + ";\r\n\t" + date;
-  if (!CheckHeaderField("Received", value).ok()) value = "by holdfast id " + st.in.id.ToString() + "; " + date;
+  std::string value = ReceivedValue(st.in.helo, st.in.client, opts.hostname, st.in.id);
   st.SetBody(PrependHeaders(st.Body(), {HeaderField{"Received", value}}));
   st.trail.push_back(step.name + ": received line");
   return std::nullopt;

@@ -260,6 +260,13 @@ bool Session::StepData(std::string* out, Event* ev) {
   size_t end = found ? lf + 1 : in_.size();
   if (skipping_) {
     body_size_ += end - pos_;  // raw bytes, as for any line too long
+    if (found) {
+      bool crlf = lf > pos_ ? in_[lf - 1] == '\r' : dropped_cr_;
+      if (!crlf) bare_lf_ = true;
+      after_crlf_ = crlf;
+    } else if (end > pos_) {
+      dropped_cr_ = in_[end - 1] == '\r';
+    }
     pos_ = scanned_ = end;
     skipping_ = !found;
     return found;
@@ -272,14 +279,20 @@ bool Session::StepData(std::string* out, Event* ev) {
     // rather than hold it in memory.
     body_size_ += pending;
     DropBody(true);
+    dropped_cr_ = in_.back() == '\r';
     pos_ = scanned_ = in_.size();
     skipping_ = true;
     return true;
   }
   std::string_view line(in_.data() + pos_, end - pos_);
   pos_ = scanned_ = end;
-  // Bare-LF clients end with LF "." LF; any mix of the two endings works.
-  if (line == ".\r\n" || line == ".\n") return EndOfData(out, ev);
+  // RFC 5321 4.1.1.4: the data ends at CRLF "." CRLF and nowhere else. A
+  // server that also ended it at LF "." LF (or any other mix) would cut a
+  // message short and read the rest as commands: SMTP smuggling.
+  const bool crlf = line.size() >= 2 && line[line.size() - 2] == '\r';
+  if (line == ".\r\n" && after_crlf_) return EndOfData(out, ev);
+  after_crlf_ = crlf;
+  if (!crlf) bare_lf_ = true;
   if (line.size() > limits_.max_data_line) {
     body_size_ += line.size();
     DropBody(true);
@@ -310,6 +323,8 @@ bool Session::EndOfData(std::string* out, Event* ev) {
   } else if (line_too_long_) {
     long_line = "message has a line longer than " + std::to_string(limits_.max_data_line) + " bytes";
     code = 500, enhanced = "5.5.2", text = long_line;
+  } else if (bare_lf_ && limits_.reject_bare_lf) {
+    code = 550, enhanced = "5.6.0", text = "message contains a bare LF; lines must end with CRLF (RFC 5321 2.3.8)";
   }
   if (code != 0) {
     // Nothing is stored, so there is nothing to wait for.
@@ -330,7 +345,11 @@ bool Session::EndOfData(std::string* out, Event* ev) {
 }
 
 void Session::HandleCommand(std::string_view line, std::string* out) {
-  line.remove_suffix(line.ends_with("\r\n") ? 2 : 1);  // a bare LF is accepted
+  command_crlf_ = line.ends_with("\r\n");
+  line.remove_suffix(command_crlf_ ? 2 : 1);
+  if (!command_crlf_ && limits_.reject_bare_lf) {
+    return Error(500, "5.5.2", "command ends with a bare LF; end commands with CRLF", out);
+  }
   if (std::string why = BadByte(line); !why.empty()) return Error(500, "5.5.2", why, out);
   if (line.empty()) return Error(500, "5.5.2", "empty command", out);
   size_t sp = line.find(' ');
@@ -451,6 +470,9 @@ void Session::CmdData(std::string_view arg, std::string* out) {
   body_.clear();
   body_size_ = 0;
   line_too_long_ = false;
+  bare_lf_ = false;
+  after_crlf_ = command_crlf_;
+  dropped_cr_ = false;
   skipping_ = false;
   // No enhanced code: RFC 3463 has no class 3.
   Send(354, "", "start mail input; end with <CRLF>.<CRLF>", out);
@@ -485,6 +507,7 @@ void Session::ResetTransaction() {
   std::string().swap(body_);
   body_size_ = 0;
   line_too_long_ = false;
+  bare_lf_ = false;
 }
 
 }  // namespace holdfast::lmtp

@@ -29,6 +29,11 @@ struct Limits {
   size_t max_recipients = 1000;            // per transaction; more: 452 4.5.3
   size_t max_bytes_before_lhlo = 4096;     // then 554 and close
   size_t max_errors = 20;                  // consecutive bad commands, then 421; 0 = no limit
+  // A line ended by LF without CR (RFC 5321 2.3.8 forbids it). true: a
+  // command gets 500 5.5.2, a message gets 550 5.6.0 per recipient after its
+  // end (Postfix's smtpd_forbid_bare_newline). false: kept as message content
+  // and accepted as a command's end. Either way only CRLF.CRLF ends DATA.
+  bool reject_bare_lf = true;
 };
 
 struct Recipient {
@@ -154,6 +159,12 @@ class Session {
   std::string body_;
   uint64_t body_size_ = 0;  // counted on even after the body is dropped
   bool line_too_long_ = false;
+  bool bare_lf_ = false;         // the message has a line ended by a bare LF
+  bool command_crlf_ = false;    // the last command line ended with CRLF
+  // The previous data line ended with CRLF (at DATA: the DATA command did):
+  // only then is ".\r\n" the end of the data, never after a bare LF.
+  bool after_crlf_ = false;
+  bool dropped_cr_ = false;      // the last byte dropped of an overlong line was CR
 };
 
 }  // namespace holdfast::lmtp

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <asio.hpp>
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <map>
@@ -123,6 +124,10 @@ class Server {
     so.mail_dir = mail;
     so.mailbox = mo;
     so.trace = TraceOptions{opts_.config.delivery.add_return_path, opts_.config.delivery.add_delivered_to};
+    so.hostname = opts_.config.hostname;
+    so.add_received = opts_.config.delivery.add_received &&
+                      std::none_of(opts_.config.filters.chain.begin(), opts_.config.filters.chain.end(),
+                                   [](const FilterStep& s) { return s.kind == FilterStep::Kind::kTrace; });
     so.log_line = [this](const std::string& l) { log_.Info("event=spool " + l); };
     so.log_lines = [this](const std::vector<std::string>& ls) {
       std::vector<std::string> lines;
@@ -410,6 +415,7 @@ class Server {
     l.max_message_size = static_cast<uint64_t>(c.delivery.max_message_size);
     l.max_recipients = static_cast<size_t>(c.lmtp.max_recipients);
     l.max_bytes_before_lhlo = static_cast<size_t>(c.lmtp.max_bytes_before_lhlo);
+    l.reject_bare_lf = c.lmtp.bare_lf == "reject";
     return l;
   }
 

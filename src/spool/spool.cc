@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <set>
 
+#include "filter/message_edit.h"
 #include "util/thread_name.h"
 
 namespace holdfast {
@@ -452,6 +453,9 @@ void Spool::DeliverBatch(std::vector<Work>& batch) {
       if (s.ok()) {
         // One write per copy: a system call costs more than copying the body.
         std::string copy = TraceHeaders(body, m.mail_from, m.rcpts[idx.front()].address, opts_.trace);
+        if (opts_.add_received) {
+          copy += FormatHeaders(body, {HeaderField{"Received", ReceivedValue(m.helo, m.client, opts_.hostname, m.id)}});
+        }
         copy.reserve(copy.size() + body.size());
         copy += body;
         s = (*d)->Write(copy);

@@ -43,6 +43,10 @@ class Spool {
     std::string mail_dir;             // DATA/mail: a user's Maildir is mail_dir/USER
     MailboxOptions mailbox;
     TraceOptions trace;
+    // Prepend the Received: line (filter/message_edit.h) when filing; off
+    // when the chain has a trace step, which writes it instead.
+    bool add_received = false;
+    std::string hostname;  // for the Received: line
     std::chrono::milliseconds retry_delay{30000};  // after a failed mailbox delivery
     std::function<void(const std::string&)> log_line;  // one event a line
     // Several events in one call (one write); log_line each if unset.

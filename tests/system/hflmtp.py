@@ -436,7 +436,32 @@ def iter_mailbox(hf: hfsys.Holdfast, user, listing=None):
         if len(content) != e["size"] or sha256_hex(content) != e["sha256"]:
             fail(f"{user}: {e['name']} does not match its listing: {len(content)} bytes, "
                  f"sha256 {sha256_hex(content)}; listing says {e['size']} bytes, {e['sha256']}")
-        yield e, content
+        yield e, strip_received(content, e["message_id"])
+
+
+RECEIVED_RE = re.compile(
+    rb"Received: from [^\r\n]* \((?:local|\[[^\]\r\n]*\])\)(\r?\n)\tby [^\r\n]* \(holdfast\) with LMTP id "
+    rb"([0-9A-Za-z]+);\1\t[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d \+0000\1")
+
+
+def strip_received(content: bytes, message_id: str) -> bytes:
+    """The message without the Received: line holdfast adds to LMTP mail
+    (RFC 5321 4.4; docs/lmtp.md), so tests can compare the rest byte for
+    byte. The line must sit right below Return-Path:/Delivered-To: and name
+    this message's own MessageId; a message without one is returned as is
+    (test_lmtp_clients checks that the default adds it)."""
+    pos = 0
+    for name in (b"Return-Path:", b"Delivered-To:"):
+        if content.startswith(name, pos):
+            pos = content.index(b"\n", pos) + 1
+    m = RECEIVED_RE.match(content, pos)
+    if not m:
+        if content.startswith(b"Received: ", pos) and b"(holdfast)" in content[pos:pos + 400]:
+            fail(f"malformed holdfast Received: line: {content[pos:pos + 400]!r}")
+        return content
+    if m.group(2).decode() != message_id:
+        fail(f"Received: line names id {m.group(2).decode()}, the message is {message_id}")
+    return content[:pos] + content[m.end():]
 
 
 def wait_count(hf: hfsys.Holdfast, user, n, timeout=DELIVERY_TIMEOUT):

@@ -286,7 +286,7 @@ def part_b_limits(tmp, binary):
     hf = hfsys.Holdfast(binary, data)
     hf.user_add("alice", "pw-a")
     hf.user_add("bob", "pw-b")
-    hflmtp.write_config(data, "[delivery]\nmax_message_size = 100000\n")
+    hflmtp.write_config(data, "[delivery]\nmax_message_size = 100000\n[lmtp]\nbare_lf = \"keep\"\n")
     with hflmtp.Server(binary, data, os.path.join(tmp, "limit.log")) as srv:
         srv.start()
         c = hflmtp.connect(srv.port)
@@ -329,6 +329,25 @@ def part_b_limits(tmp, binary):
         accepted = srv.events("accepted")
         check(len(accepted) == 1, "the server logged exactly one event=accepted (the rejected ones never reached the spool)",
               "\n".join(accepted))
+        log("  -- lmtp.bare_lf = \"keep\": bare LFs stored as sent; smuggling still cannot end the data")
+        tok = token("barelf")
+        body = b"Subject: bare LF " + tok + b"\nX-Token: " + tok + b"\n\nline one\n..stuffed\nlast\n"
+        with hflmtp.RawLmtp(srv.port) as c:
+            c.expect(220, "greeting")
+            c.send(b"LHLO lf.test\n")
+            c.expect(250, "LHLO with a bare LF")
+            c.send(b"MAIL FROM:<" + SENDER.encode() + b">\nRCPT TO:<alice@localhost>\nDATA\n")
+            c.expect(250, "MAIL with a bare LF")
+            c.expect(250, "RCPT with a bare LF")
+            c.expect(354, "DATA with a bare LF")
+            c.send(body + b"\r\n.\r\n")
+            c.expect(250, "message ended by CRLF . CRLF")
+            c.send(b"QUIT\n")
+            c.expect(221, "QUIT")
+        unstuffed = body.replace(b"\n..stuffed", b"\n.stuffed") + b"\r\n"
+        expect_one(hf, "alice", tok, expected_stored(unstuffed, SENDER, "alice@localhost"),
+                   "bare-LF message stored with LF line ends, headers added with LF")
+        smuggling(hf, srv.port, expect_refused=False)
         rc, took = srv.stop()
         check(rc == 0, f"SIGTERM: exit 0 ({took:.2f}s)", srv.log_tail())
         check(not srv.sanitizer_reports(), "no sanitizer reports in this server's log", "\n".join(srv.sanitizer_reports()))
@@ -371,28 +390,84 @@ def part_c(hf, srv):
           repr(sample[:300]))
 
 
+def smuggling(hf, port, expect_refused):
+    """SMTP smuggling (CVE-2023-51764 class): a second transaction hidden
+    behind an end of data that is not CRLF.CRLF. Data ends only at CRLF . CRLF,
+    so the message reaches alice whole (or, with bare LFs refused, is refused
+    whole) and nothing ever reaches bob."""
+    for end in (b"\n.\n", b"\n.\r\n", b"\r\n.\n", b"\r.\r", b"\r\n.\r"):
+        tok, forged = token("smuggle"), token("forged")
+        body = (b"Subject: smuggled " + tok + b"\r\n\r\nhello" + end +
+                b"MAIL FROM:<evil@attacker.example>\r\nRCPT TO:<bob@localhost>\r\nDATA\r\n"
+                b"Subject: forged " + forged + b"\r\n\r\nforged\r\n")
+        with hflmtp.RawLmtp(port) as c:
+            c.expect(220, "greeting")
+            c.send(b"LHLO smuggler.test\r\nMAIL FROM:<" + SENDER.encode() + b">\r\nRCPT TO:<alice@localhost>\r\nDATA\r\n")
+            for what in ("LHLO", "MAIL", "RCPT"):
+                c.expect(250, what)
+            c.expect(354, "DATA")
+            c.send(body + b".\r\nQUIT\r\n")
+            code, lines = c.reply()
+            bare_lf = re.search(rb"(?<!\r)\n", end) is not None
+            if expect_refused and bare_lf:
+                check(code == 550, f"smuggling with {end!r}: refused whole (550)", repr(lines))
+            else:
+                check(code == 250, f"smuggling with {end!r}: one message, 250", repr(lines))
+            c.expect(221, "QUIT right after: nothing was read as commands")
+        if code == 250:
+            # The '.' after a line end is dot-unstuffed (RFC 5321 4.5.2) like
+            # any other line's; in "\r.\r" it starts no line.
+            stored = body if end == b"\r.\r" else body.replace(end, end.replace(b".", b"", 1))
+            expect_one(hf, "alice", tok, expected_stored(stored, SENDER, "alice@localhost"),
+                       f"smuggling with {end!r}: alice's message, smuggled text included")
+            check_received_line(hf, "alice", tok, b"smuggler.test")
+        time.sleep(0.2)
+        check(not with_token(read_mailbox(hf, "bob"), forged), f"smuggling with {end!r}: nothing reached bob")
+
+
+def check_received_line(hf, user, tok, helo):
+    """The raw file has holdfast's RFC 5321 4.4 Received: line right below
+    Return-Path:/Delivered-To:, naming the LHLO, the client and the MessageId."""
+    for e in hf.mailbox_list(user):
+        with open(os.path.join(hf.data, "mail", user, e["name"]), "rb") as f:
+            raw = f.read()
+        if tok not in raw:
+            continue
+        head = raw.split(b"\r\n", 2)
+        rest = head[2] if len(head) == 3 else b""
+        want = (b"Received: from " + helo + b" ([127.0.0.1])\r\n\tby ")
+        check(rest.startswith(want) and (b"(holdfast) with LMTP id " + e["message_id"].encode() + b";\r\n\t") in rest[:300],
+              f"{user}: the Received: line (from {helo.decode()} ([127.0.0.1]) ... id {e['message_id']})", repr(rest[:300]))
+        return
+    fail(f"{user}: no message with token {tok!r}")
+
+
 def part_d(hf, srv):
     log("\n== (d) bad input on raw sockets ==")
     port = srv.port
 
-    log("  -- bare-LF client")
+    log("  -- bare-LF client (lmtp.bare_lf = \"reject\", the default)")
     tok = token("barelf")
     body = b"Subject: bare LF " + tok + b"\nX-Token: " + tok + b"\n\nline one\n..stuffed\nlast\n"
     with hflmtp.RawLmtp(port) as c:
         c.expect(220, "greeting")
         c.send(b"LHLO lf.test\n")
-        c.expect(250, "LHLO with a bare LF")
-        c.send(b"MAIL FROM:<" + SENDER.encode() + b">\nRCPT TO:<alice@localhost>\nDATA\n")
-        c.expect(250, "MAIL with a bare LF")
-        c.expect(250, "RCPT with a bare LF")
-        c.expect(354, "DATA with a bare LF")
-        c.send(body + b".\n")
-        c.expect(250, "message terminated by LF . LF")
-        c.send(b"QUIT\n")
+        c.expect(500, "LHLO ended by a bare LF")
+        c.send(b"LHLO lf.test\r\nMAIL FROM:<" + SENDER.encode() + b">\r\nRCPT TO:<alice@localhost>\r\nDATA\r\n")
+        c.expect(250, "LHLO")
+        c.expect(250, "MAIL")
+        c.expect(250, "RCPT")
+        c.expect(354, "DATA")
+        c.send(body + b".\n")  # LF . LF is message text, not the end
+        c.send(b"\r\n.\r\n")
+        code, lines = c.reply()
+        check(code == 550 and b"5.6.0" in lines[-1] and b"bare LF" in lines[-1],
+              "a message with bare LFs is refused after CRLF.CRLF: 550 5.6.0", repr(lines))
+        c.send(b"QUIT\r\n")
         c.expect(221, "QUIT")
-    unstuffed = body.replace(b"\n..stuffed", b"\n.stuffed")
-    expect_one(hf, "alice", tok, expected_stored(unstuffed, SENDER, "alice@localhost"),
-               "bare-LF message stored with LF line ends, headers added with LF")
+    hflmtp.healthy(port)
+    check(not with_token(read_mailbox(hf, "alice"), tok), "the refused bare-LF message is not stored")
+    smuggling(hf, port, expect_refused=True)
     hflmtp.healthy(port)
 
     log("  -- NUL, bare CR, non-ASCII, a 10 KB command line, VRFY")
