@@ -125,6 +125,19 @@ inline void ForEveryCrashPoint(const std::function<void(SimFs&, Outcome&)>& setu
         auto done = (*d)->Commit();
         ASSERT_TRUE(done.ok()) << done.status().ToString();
         more.acked[done->id.ToString()] = bytes;
+        more.uids_seen[done->uid] = done->id.ToString();
+        box->reset();
+        // And one as `holdfast deliver` makes it, from the index summary:
+        // whatever the crash left of it, never a UID twice.
+        auto light = Mailbox::OpenForDelivery(*after2, kBox, TestOptions());
+        ASSERT_TRUE(light.ok()) << light.status().ToString();
+        auto d2 = (*light)->BeginDelivery();
+        ASSERT_TRUE(d2.ok());
+        ASSERT_TRUE((*d2)->Write(bytes).ok());
+        auto done2 = (*d2)->Commit();
+        ASSERT_TRUE(done2.ok()) << done2.status().ToString();
+        EXPECT_GT(done2->uid, done->uid);
+        more.acked[done2->id.ToString()] = bytes;
         CheckInvariants(*after2, more, at + " / " + choice.Describe() + " / then a delivery");
       }
       if (::testing::Test::HasFailure()) return;  // one clear failure, not hundreds

@@ -43,6 +43,31 @@ TEST(MailboxCrash, DeliverNextToExistingMail) {
       });
 }
 
+// `holdfast deliver`'s path: the index summary and the journal's tail
+// only, and the summary rewritten after each commit.
+TEST(MailboxCrash, DeliverReadingOnlyTheIndexTail) {
+  ForEveryCrashPoint(
+      [](SimFs& fs, Outcome& o) {
+        DeliverAcked(fs, o, Msg(1));
+        DeliverAcked(fs, o, Msg(2));
+      },
+      [](SimFs& fs, Outcome& o) {
+        for (int i = 3; i <= 5; ++i) {
+          auto box = Mailbox::OpenForDelivery(fs, kBox, TestOptions());
+          if (!box.ok()) return;
+          if (!fs.crashed()) EXPECT_TRUE((*box)->reads_tail_only()) << "the summary is in use";
+          auto d = (*box)->BeginDelivery();
+          if (!d.ok()) return;
+          o.maybe[(*d)->id().ToString()] = Msg(i);
+          if (!(*d)->Write(Msg(i)).ok()) return;
+          auto done = (*d)->Commit();
+          if (!done.ok()) return;
+          o.acked[done->id.ToString()] = Msg(i);
+          o.uids_seen[done->uid] = done->id.ToString();
+        }
+      });
+}
+
 // The spool's path: several deliveries committed together with shared
 // syncs (data of all, one index sync, renames, one new/ sync).
 // `place`, if given, sets each delivery's placement (new/ or cur/ + flags).

@@ -177,6 +177,111 @@ TEST_F(MailboxTest, DeliverStoresBytesExactlyWithGrowingUids) {
   EXPECT_TRUE(fs_.ReadDir(In("tmp"))->empty());
 }
 
+std::unique_ptr<Mailbox> OpenForDelivery(Fs& fs) {
+  auto box = Mailbox::OpenForDelivery(fs, kBox, TestOptions());
+  EXPECT_TRUE(box.ok()) << box.status().ToString();
+  return box.ok() ? std::move(box).value() : nullptr;
+}
+
+std::vector<uint32_t> Uids(Fs& fs) {
+  std::vector<uint32_t> uids;
+  auto list = OpenBox(fs)->List();
+  EXPECT_TRUE(list.ok());
+  if (list.ok()) for (const auto& e : *list) uids.push_back(e.uid);
+  return uids;
+}
+
+// `holdfast deliver` reads the summary and the journal after it, not the
+// whole journal, and still hands out the next UID.
+TEST_F(MailboxTest, DeliveryReadsOnlyTheJournalTail) {
+  {
+    auto box = OpenBox(fs_);
+    for (int i = 0; i < 3; ++i) Put(*box, "Subject: full " + std::to_string(i) + "\n\nx\n");
+  }
+  auto light = OpenForDelivery(fs_);
+  ASSERT_TRUE(light);
+  EXPECT_TRUE(light->reads_tail_only()) << "a summary was written by the last commit";
+  EXPECT_EQ(Put(*light, "Subject: light\n\nx\n").uid, 4u);
+  EXPECT_EQ(Put(*light, "Subject: light 2\n\nx\n").uid, 5u);
+  light.reset();
+  // A full Mailbox object that does not write the summary appends after it:
+  // the next tail-only open replays those records.
+  {
+    auto box = OpenBox(fs_);
+    auto list = box->List();
+    ASSERT_TRUE(list.ok() && list->size() == 5);
+    ASSERT_TRUE(box->Expunge({{(*list)[4].uid, (*list)[4].id}}).ok());
+  }
+  ASSERT_TRUE(fs_.Unlink(In(Mailbox::kSummaryFile)).ok());
+  {
+    auto box = OpenBox(fs_);
+    EXPECT_EQ(Put(*box, "Subject: six\n\nx\n").uid, 6u);  // summary written here
+    auto list = box->List();
+    ASSERT_TRUE(box->Expunge({{(*list).back().uid, (*list).back().id}}).ok());  // after it
+  }
+  light = OpenForDelivery(fs_);
+  ASSERT_TRUE(light && light->reads_tail_only());
+  EXPECT_EQ(Put(*light, "Subject: seven\n\nx\n").uid, 7u) << "uid 6 was expunged, never reused";
+  light.reset();
+  EXPECT_EQ(Uids(fs_), (std::vector<uint32_t>{1, 2, 3, 4, 7}));
+}
+
+// A summary that does not match the journal is not used: missing, garbage,
+// or left from a journal that was since rewritten (compaction, rebuild).
+TEST_F(MailboxTest, ASummaryThatDoesNotMatchIsIgnored) {
+  {
+    auto box = OpenBox(fs_);
+    for (int i = 0; i < 3; ++i) Put(*box, "Subject: " + std::to_string(i) + "\n\nx\n");
+  }
+  const std::string summary = In(Mailbox::kSummaryFile);
+  auto old_summary = fs_.ReadFile(summary);
+  ASSERT_TRUE(old_summary.ok());
+  ASSERT_TRUE(OpenBox(fs_)->Rebuild().ok());  // a new journal file
+  {
+    auto box = OpenBox(fs_);
+    Put(*box, "Subject: 4\n\nx\n");
+  }
+  auto write = [&](const std::string& bytes) {
+    (void)fs_.Unlink(summary);
+    auto f = fs_.CreateExclusive(summary);
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE((*f)->Append(bytes).ok());
+  };
+  write(*old_summary);  // names the old journal
+  auto light = OpenForDelivery(fs_);
+  ASSERT_TRUE(light);
+  EXPECT_FALSE(light->reads_tail_only());
+  EXPECT_EQ(Put(*light, "Subject: 5\n\nx\n").uid, 5u);
+  light.reset();
+  write("garbage, not a frame");
+  light = OpenForDelivery(fs_);
+  ASSERT_TRUE(light);
+  EXPECT_FALSE(light->reads_tail_only());
+  EXPECT_EQ(Put(*light, "Subject: 6\n\nx\n").uid, 6u);
+  light.reset();
+  EXPECT_EQ(Uids(fs_), (std::vector<uint32_t>{1, 2, 3, 4, 5, 6}));
+}
+
+// A damaged journal tail is the whole load's business: the tail-only open
+// hands over to it (salvage and rebuild), then delivers past every UID.
+TEST_F(MailboxTest, TailOnlyOpenHandsDamageToTheFullLoad) {
+  {
+    auto box = OpenBox(fs_);
+    for (int i = 0; i < 2; ++i) Put(*box, "Subject: " + std::to_string(i) + "\n\nx\n");
+  }
+  auto f = fs_.OpenAppend(In(Mailbox::kIndexFile));
+  ASSERT_TRUE(f.ok());
+  std::string junk(64, '\x5a');
+  ASSERT_TRUE((*f)->Append(junk).ok());
+  f->reset();
+  auto light = OpenForDelivery(fs_);
+  ASSERT_TRUE(light);
+  EXPECT_FALSE(light->reads_tail_only());
+  EXPECT_EQ(Put(*light, "Subject: 3\n\nx\n").uid, 3u);
+  light.reset();
+  EXPECT_EQ(Uids(fs_), (std::vector<uint32_t>{1, 2, 3}));
+}
+
 TEST_F(MailboxTest, AbandonedDeliveryLeavesNothing) {
   auto box = OpenBox(fs_);
   {

@@ -91,7 +91,7 @@ int Deliver(Context& ctx, const DeliverArgs& args) {
   }
 
   const std::string message_id = HeaderValue(*first, "Message-ID");
-  auto box = ctx.OpenMailbox(*user);
+  auto box = ctx.OpenMailboxForDelivery(*user);
   if (!box.ok()) {
     PrintError(cmd, "cannot open the mailbox of '" + user->str() + "': " + box.status().message());
     return EX_TEMPFAIL;

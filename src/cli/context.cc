@@ -66,6 +66,12 @@ Result<std::unique_ptr<Mailbox>> Context::OpenMailbox(const UserName& user) {
   return Mailbox::Open(fs(), MailboxDir(user), MailboxOpts());
 }
 
+Result<std::unique_ptr<Mailbox>> Context::OpenMailboxForDelivery(const UserName& user) {
+  HF_RETURN_IF_ERROR(EnsureLayout());
+  HF_RETURN_IF_ERROR(Mailbox::Create(fs(), MailboxDir(user)));
+  return Mailbox::OpenForDelivery(fs(), MailboxDir(user), MailboxOpts());
+}
+
 void Context::Record(std::vector<Event> events) {
   if (!events_ && !events_failed_) {
     EventLog::Options o;

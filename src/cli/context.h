@@ -42,6 +42,8 @@ class Context {
   Status EnsureLayout();
   // Creates the user's Maildir if needed and opens it (running recovery).
   Result<std::unique_ptr<Mailbox>> OpenMailbox(const UserName& user);
+  // For one delivery: reads only the index's tail (Mailbox::OpenForDelivery).
+  Result<std::unique_ptr<Mailbox>> OpenMailboxForDelivery(const UserName& user);
   // Records events for `holdfast trace` (DATA/events). A command's work does
   // not fail for want of it: a log that cannot be opened is reported once on
   // stderr and the events are dropped.

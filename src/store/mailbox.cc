@@ -211,16 +211,32 @@ Status Mailbox::Create(Fs& fs, const std::string& dir) {
   return fs.SyncDir(DirName(dir));
 }
 
-Result<std::unique_ptr<Mailbox>> Mailbox::Open(Fs& fs, const std::string& dir, MailboxOptions opts) {
+Status Mailbox::CheckMaildir(Fs& fs, const std::string& dir) {
   for (const char* sub : {"tmp", "new", "cur"}) {
     auto info = fs.Stat(JoinPath(dir, sub));
     if (!info.ok()) return Status::NotFound(dir + " is not a Maildir: " + info.status().message());
     if (!info->is_dir) return Status::Invalid(JoinPath(dir, sub) + " is not a directory");
   }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Mailbox>> Mailbox::Open(Fs& fs, const std::string& dir, MailboxOptions opts) {
+  HF_RETURN_IF_ERROR(CheckMaildir(fs, dir));
   std::unique_ptr<Mailbox> box(new Mailbox(fs, dir, std::move(opts)));
   HF_ASSIGN_OR_RETURN(Lock lock, box->LockAndLoad());
   HF_RETURN_IF_ERROR(box->RecoverTmp());
   HF_RETURN_IF_ERROR(box->FinishRequestedExpunges());
+  return box;
+}
+
+Result<std::unique_ptr<Mailbox>> Mailbox::OpenForDelivery(Fs& fs, const std::string& dir, MailboxOptions opts) {
+  HF_RETURN_IF_ERROR(CheckMaildir(fs, dir));
+  std::unique_ptr<Mailbox> box(new Mailbox(fs, dir, std::move(opts)));
+  HF_ASSIGN_OR_RETURN(Lock lock, box->fs_.LockFile(box->Path(kLockFile), box->opts_.lock_timeout));
+  box->tail_only_ = box->AdoptSummary();
+  HF_RETURN_IF_ERROR(box->LoadJournal());
+  HF_RETURN_IF_ERROR(box->RecoverTmp());
+  if (!box->tail_only_) HF_RETURN_IF_ERROR(box->FinishRequestedExpunges());
   return box;
 }
 
@@ -230,9 +246,128 @@ Result<Mailbox::Lock> Mailbox::LockAndLoad() {
   return lock;
 }
 
+// ----------------------------------------------------- the index summary
+//
+// holdfast.index.summary is one record-log frame (type 1): version:u32 (=1)
+// journal_inode:u64 journal_offset:u64 head_crc:u32 uid_next:u32. It says
+// "the journal with this inode, whose first frame has this CRC, held records
+// up to this offset, durably, and the next UID then was uid_next". Written
+// after a synced append, by rename, without fsync: lost, torn or stale, it is
+// refused or only makes the reader replay more of the journal.
+
+namespace {
+constexpr uint8_t kSummaryRecord = 1;
+constexpr uint32_t kSummaryVersion = 1;
+constexpr size_t kHeaderFrameSize = 29;  // frame header 13 + Header payload 16
+}  // namespace
+
+bool Mailbox::AdoptSummary() {
+  auto bytes = fs_.ReadFile(Path(kSummaryFile));
+  if (!bytes.ok() || bytes->size() > 4096) return false;
+  ParsedLog parsed = ParseRecordLog(*bytes);
+  if (parsed.records.size() != 1 || parsed.tail != ParsedLog::Tail::kClean) return false;
+  if (parsed.records[0].type != kSummaryRecord) return false;
+  Decoder d(parsed.records[0].payload);
+  const uint32_t version = d.U32();
+  const uint64_t inode = d.U64();
+  const uint64_t offset = d.U64();
+  const uint32_t head_crc = d.U32();
+  const uint32_t uid_next = d.U32();
+  if (!d.done() || version != kSummaryVersion || offset < kHeaderFrameSize || uid_next == 0) return false;
+  auto info = fs_.Stat(Path(kIndexFile));
+  if (!info.ok() || info->inode != inode || info->size < offset) return false;
+  auto journal = fs_.OpenAppend(Path(kIndexFile));
+  if (!journal.ok()) return false;
+  // A compaction writes a new Header (its own created_ms): a journal that
+  // reuses the old inode number still has another first frame.
+  std::string head(kHeaderFrameSize, '\0');
+  auto n = (*journal)->ReadAt(0, head.data(), head.size());
+  if (!n.ok() || *n != head.size() || Crc32c(head) != head_crc) return false;
+  journal_ = std::move(journal).value();
+  journal_inode_ = inode;
+  journal_offset_ = offset;
+  head_crc_inode_ = inode;
+  head_crc_ = head_crc;
+  tail_uid_next_ = uid_next;
+  return true;
+}
+
+void Mailbox::WriteSummary() {
+  if (journal_inode_ == 0 || journal_inode_ != synced_inode_ || journal_offset_ != synced_offset_) return;
+  if (head_crc_inode_ != journal_inode_) {
+    std::string head(kHeaderFrameSize, '\0');
+    auto n = journal_->ReadAt(0, head.data(), head.size());
+    if (!n.ok() || *n != head.size()) return;
+    head_crc_ = Crc32c(head);
+    head_crc_inode_ = journal_inode_;
+  }
+  Encoder e;
+  e.U32(kSummaryVersion).U64(journal_inode_).U64(journal_offset_).U32(head_crc_).U32(NextUid());
+  const std::string tmp = Path(std::string(kSummaryFile) + ".new");
+  (void)fs_.Unlink(tmp);  // a leftover; we hold the lock
+  auto file = fs_.CreateExclusive(tmp, 0600);
+  if (!file.ok()) return;
+  Status s = (*file)->Append(EncodeRecord(kSummaryRecord, e.data()));
+  file->reset();
+  if (s.ok()) s = fs_.Rename(tmp, Path(kSummaryFile));
+  if (!s.ok()) (void)fs_.Unlink(tmp);
+}
+
+void Mailbox::LoadWholeJournalNextTime() {
+  if (!tail_only_) return;
+  tail_only_ = false;
+  journal_inode_ = 0;  // LoadJournal starts over from offset 0
+  journal_offset_ = 0;
+  state_ = MailboxIndex();
+}
+
+Status Mailbox::LoadJournalTail() {
+  auto info = fs_.Stat(Path(kIndexFile));
+  if (!info.ok() || info->inode != journal_inode_ || info->size < journal_offset_) {
+    LoadWholeJournalNextTime();  // rewritten or gone since: the whole way
+    return LoadJournal();
+  }
+  if (info->size == journal_offset_) return Status::Ok();
+  std::string tail(info->size - journal_offset_, '\0');
+  HF_ASSIGN_OR_RETURN(size_t n, journal_->ReadAt(journal_offset_, tail.data(), tail.size()));
+  tail.resize(n);
+  ParsedLog parsed = ParseRecordLog(tail);
+  uint32_t next = tail_uid_next_;
+  bool plain = parsed.tail != ParsedLog::Tail::kCorrupt;
+  for (const LogRecord& rec : parsed.records) {
+    auto r = IndexRecord::Decode(rec.type, rec.payload);
+    if (!r.ok() || r->type == RecordType::kHeader) {
+      plain = false;
+      break;
+    }
+    if (r->type == RecordType::kAdd) next = std::max(next, r->entry.uid + 1);
+    if (r->type == RecordType::kUidNext) next = std::max(next, r->uid);
+  }
+  if (!plain) {
+    // Damage is the whole load's business (it salvages and rebuilds).
+    LoadWholeJournalNextTime();
+    return LoadJournal();
+  }
+  tail_uid_next_ = next;
+  journal_offset_ += parsed.valid_end;
+  if (parsed.tail == ParsedLog::Tail::kTorn) return CutTornTail(n - parsed.valid_end);
+  return Status::Ok();
+}
+
+Status Mailbox::CutTornTail(uint64_t torn_bytes) {
+  // The last append was cut by a crash: it was never acknowledged.
+  HF_RETURN_IF_ERROR(journal_->Truncate(journal_offset_));
+  HF_RETURN_IF_ERROR(journal_->SyncData());
+  synced_inode_ = journal_inode_;
+  synced_offset_ = journal_offset_;
+  recovery_log_.push_back("dropped a torn index tail of " + std::to_string(torn_bytes) + " bytes");
+  return Status::Ok();
+}
+
 // Catches state_ up with the journal; repairs a torn tail, rebuilds a
 // missing or damaged journal. Caller holds the lock, so no one is appending.
 Status Mailbox::LoadJournal() {
+  if (tail_only_) return LoadJournalTail();
   const std::string path = Path(kIndexFile);
   auto info = fs_.Stat(path);
   if (!info.ok() && info.status().kind() == Status::Kind::kNotFound) {
@@ -272,14 +407,7 @@ Status Mailbox::LoadJournal() {
   }
   if (!state_.has_header()) return RebuildFrom(MailboxIndex(), "index has no header: rebuilt");
   journal_offset_ += parsed.valid_end;
-  if (parsed.tail == ParsedLog::Tail::kTorn) {
-    // The last append was cut by a crash: it was never acknowledged.
-    HF_RETURN_IF_ERROR(journal_->Truncate(journal_offset_));
-    HF_RETURN_IF_ERROR(journal_->SyncData());
-    synced_inode_ = journal_inode_;
-    synced_offset_ = journal_offset_;
-    recovery_log_.push_back("dropped a torn index tail of " + std::to_string(n - parsed.valid_end) + " bytes");
-  }
+  if (parsed.tail == ParsedLog::Tail::kTorn) return CutTornTail(n - parsed.valid_end);
   return Status::Ok();
 }
 
@@ -352,7 +480,14 @@ Status Mailbox::Log(const std::vector<IndexRecord>& records, bool sync) {
     return s;
   }
   journal_offset_ += bytes.size();
-  for (const auto& r : records) HF_RETURN_IF_ERROR(state_.Apply(r));
+  if (tail_only_) {
+    // Only CommitAll logs in this mode: Add records.
+    for (const auto& r : records) {
+      if (r.type == RecordType::kAdd) tail_uid_next_ = std::max(tail_uid_next_, r.entry.uid + 1);
+    }
+  } else {
+    for (const auto& r : records) HF_RETURN_IF_ERROR(state_.Apply(r));
+  }
   return sync ? SyncJournal() : Status::Ok();
 }
 
@@ -625,7 +760,7 @@ std::vector<Result<DeliveredMessage>> Mailbox::CommitAll(const std::vector<Deliv
     // is past these, so no two files ever carry the same U= (a crash in
     // between only leaves UIDs unused).
     std::vector<IndexRecord> adds;
-    uint32_t uid = std::max(state_.uid_next(), uid_floor_ + 1);
+    uint32_t uid = std::max(NextUid(), uid_floor_ + 1);
     for (size_t i : live) {
       Delivery& d = *ds[i];
       DeliveredMessage m;
@@ -651,6 +786,7 @@ std::vector<Result<DeliveredMessage>> Mailbox::CommitAll(const std::vector<Deliv
     Status logged = Log(adds, true);
     if (!logged.ok()) return fail_all(logged);
     uid_floor_ = made.back().uid;
+    WriteSummary();
     for (size_t k = 0; k < live.size(); ++k) {
       Delivery& d = *ds[live[k]];
       Status r = fs_.Rename(Path("tmp/" + d.tmp_name_),
@@ -703,6 +839,7 @@ Status Mailbox::CatchUpWithDirectory(std::vector<IndexRecord>* changes) {
 bool Mailbox::AllConfirmed() const { return state_.AllConfirmed(); }
 
 Status Mailbox::Refresh(bool scan_directory) {
+  LoadWholeJournalNextTime();
   HF_ASSIGN_OR_RETURN(Lock lock, LockAndLoad());
   if (!scan_directory) return Status::Ok();
   std::vector<IndexRecord> changes;
@@ -710,6 +847,7 @@ Status Mailbox::Refresh(bool scan_directory) {
 }
 
 Status Mailbox::CatchUpForListing() {
+  LoadWholeJournalNextTime();
   HF_ASSIGN_OR_RETURN(Lock lock, LockAndLoad());
   std::vector<IndexRecord> changes;
   HF_RETURN_IF_ERROR(CatchUpWithDirectory(&changes));
@@ -750,6 +888,7 @@ Result<std::string> Mailbox::PathOf(uint32_t uid, const MessageId& id) const {
 
 Status Mailbox::Expunge(const std::vector<ExpungeTarget>& targets,
                         const std::function<void(const std::vector<MessageId>&)>& committed) {
+  LoadWholeJournalNextTime();
   HF_ASSIGN_OR_RETURN(Lock lock, LockAndLoad());
   std::vector<IndexRecord> requests, gone;
   std::vector<uint32_t> uids;
@@ -779,6 +918,7 @@ Status Mailbox::Expunge(const std::vector<ExpungeTarget>& targets,
 }
 
 Status Mailbox::Rebuild() {
+  LoadWholeJournalNextTime();
   HF_ASSIGN_OR_RETURN(Lock lock, LockAndLoad());
   MailboxIndex keep;
   // Keep the header, UIDs and pending expunges; drop everything derived.
@@ -789,6 +929,7 @@ Status Mailbox::Rebuild() {
 Result<FsckReport> Mailbox::Fsck(bool repair, const std::function<void(size_t, size_t)>& progress) {
   FsckReport report;
   report.repairs = recovery_log_;
+  LoadWholeJournalNextTime();
   HF_ASSIGN_OR_RETURN(Lock lock, LockAndLoad());
   for (size_t i = report.repairs.size(); i < recovery_log_.size(); ++i) report.repairs.push_back(recovery_log_[i]);
   std::vector<IndexRecord> changes;

@@ -110,10 +110,22 @@ class Mailbox {
   static constexpr const char* kLockFile = "holdfast.lock";
   static constexpr const char* kDamagedDir = "holdfast-damaged";
 
+  // A hint that lets a delivery skip reading the whole journal
+  // (docs/storage.md, "The index summary"); never needed for correctness.
+  static constexpr const char* kSummaryFile = "holdfast.index.summary";
+
   // Makes `dir` a Maildir (dir, tmp/, new/, cur/) if it is not one yet, durably.
   static Status Create(Fs& fs, const std::string& dir);
   // Opens an existing Maildir and runs recovery.
   static Result<std::unique_ptr<Mailbox>> Open(Fs& fs, const std::string& dir, MailboxOptions opts);
+  // Opens it for BeginDelivery/CommitAll only (`holdfast deliver`): with a
+  // valid summary, only the journal's records after it are read, so the
+  // cost does not grow with the mailbox. Recovery of tmp/ runs; pending
+  // expunges are left to the next full Open. Any other method first loads
+  // the whole journal, as Open would have; Knows() and PathOf() need Open.
+  static Result<std::unique_ptr<Mailbox>> OpenForDelivery(Fs& fs, const std::string& dir, MailboxOptions opts);
+  // Whether this object reads only the journal's tail (a test hook).
+  bool reads_tail_only() const { return tail_only_; }
 
   // `id` is given when the message already has one (from the spool), so a
   // replay can recognise it; otherwise a new one is generated.
@@ -162,8 +174,21 @@ class Mailbox {
   Mailbox(Fs& fs, std::string dir, MailboxOptions opts);
 
   using Lock = std::unique_ptr<FileLock>;
+  static Status CheckMaildir(Fs& fs, const std::string& dir);
   Result<Lock> LockAndLoad();
   Status LoadJournal();
+  // Tail-only mode: the records after the summary's offset, for the next UID.
+  Status LoadJournalTail();
+  // Leaves tail-only mode: the next LockAndLoad reads the whole journal.
+  void LoadWholeJournalNextTime();
+  // Adopts the summary if it matches the journal; false if it does not.
+  bool AdoptSummary();
+  // Best effort, after the journal was synced: a lost or stale summary only
+  // costs the next delivery a whole read.
+  void WriteSummary();
+  uint32_t NextUid() const { return tail_only_ ? tail_uid_next_ : state_.uid_next(); }
+  // Cuts a torn journal tail at journal_offset_ (never acknowledged).
+  Status CutTornTail(uint64_t torn_bytes);
   Status RebuildFrom(MailboxIndex salvaged, const std::string& why);
   Status WriteNewJournal(const MailboxIndex& state);
   Status Log(const std::vector<IndexRecord>& records, bool sync);
@@ -196,6 +221,10 @@ class Mailbox {
   uint64_t synced_inode_ = 0;    // the journal (inode) this process last fdatasync'ed,
   uint64_t synced_offset_ = 0;   // and up to where
   uint32_t uid_floor_ = 0;       // highest uid this process handed out
+  bool tail_only_ = false;       // state_ is empty; tail_uid_next_ is what counts
+  uint32_t tail_uid_next_ = 0;
+  uint64_t head_crc_inode_ = 0;  // the journal whose first frame head_crc_ is
+  uint32_t head_crc_ = 0;
   std::vector<std::string> recovery_log_;
   std::vector<MessageId> recovery_expunged_;
 };

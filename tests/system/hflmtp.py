@@ -417,13 +417,15 @@ def healthy(port, what="the server"):
 # Mailboxes
 
 
-def read_mailbox(hf: hfsys.Holdfast, user):
+def read_mailbox(hf: hfsys.Holdfast, user, raw=False):
     """[(entry, bytes)] for every message `mailbox list USER` names; checks
-    that each file exists and matches the listing's size and sha256."""
-    return list(iter_mailbox(hf, user))
+    that each file exists and matches the listing's size and sha256. Unless
+    `raw`, holdfast's own Received: line is checked and left out
+    (strip_received)."""
+    return list(iter_mailbox(hf, user, raw=raw))
 
 
-def iter_mailbox(hf: hfsys.Holdfast, user, listing=None):
+def iter_mailbox(hf: hfsys.Holdfast, user, listing=None, raw=False):
     """read_mailbox, one message at a time (for big mailboxes)."""
     maildir = os.path.join(hf.data, "mail", user)
     for e in (listing if listing is not None else hf.mailbox_list(user)):
@@ -436,7 +438,7 @@ def iter_mailbox(hf: hfsys.Holdfast, user, listing=None):
         if len(content) != e["size"] or sha256_hex(content) != e["sha256"]:
             fail(f"{user}: {e['name']} does not match its listing: {len(content)} bytes, "
                  f"sha256 {sha256_hex(content)}; listing says {e['size']} bytes, {e['sha256']}")
-        yield e, strip_received(content, e["message_id"])
+        yield e, content if raw else strip_received(content, e["message_id"])
 
 
 RECEIVED_RE = re.compile(
@@ -444,7 +446,7 @@ RECEIVED_RE = re.compile(
     rb"([0-9A-Za-z]+);\1\t[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d \+0000\1")
 
 
-def strip_received(content: bytes, message_id: str) -> bytes:
+def strip_received(content: bytes, message_id=None) -> bytes:
     """The message without the Received: line holdfast adds to LMTP mail
     (RFC 5321 4.4; docs/lmtp.md), so tests can compare the rest byte for
     byte. The line must sit right below Return-Path:/Delivered-To: and name
@@ -459,7 +461,7 @@ def strip_received(content: bytes, message_id: str) -> bytes:
         if content.startswith(b"Received: ", pos) and b"(holdfast)" in content[pos:pos + 400]:
             fail(f"malformed holdfast Received: line: {content[pos:pos + 400]!r}")
         return content
-    if m.group(2).decode() != message_id:
+    if message_id is not None and m.group(2).decode() != message_id:
         fail(f"Received: line names id {m.group(2).decode()}, the message is {message_id}")
     return content[:pos] + content[m.end():]
 

@@ -108,7 +108,7 @@ def raw_session(port, data: bytes, timeout=10.0):
 
 def stored_messages(hf, user):
     """{uidl (MessageId): stored bytes} from the mailbox listing."""
-    return {e["message_id"]: c for (e, c) in hflmtp.read_mailbox(hf, user)}
+    return {e["message_id"]: c for (e, c) in hflmtp.read_mailbox(hf, user, raw=True)}
 
 
 def check_all_retrieved(p, stored, what):

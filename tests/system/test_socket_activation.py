@@ -88,7 +88,7 @@ def main(args):
             p = poplib.POP3("127.0.0.1", pop3_port, timeout=30)
             p.user("alice")
             p.pass_("pw-alice")
-            got = [hfsys.pop3_retr_raw(p, n) for n in (1, 2)]
+            got = [hflmtp.strip_received(hfsys.pop3_retr_raw(p, n)) for n in (1, 2)]
             p.quit()
             check(sorted(got) == sorted(hfsys.pop3_wire_form(b) for b in bodies),
                   "both retrieved byte-exact over the activated pop3 socket")
