@@ -480,6 +480,39 @@ TEST(SpoolTest, ReceivedLineIsAddedAndReplayedByteIdentical) {
   EXPECT_EQ(filed(true), first) << "a replay files the same bytes";
 }
 
+// The delivery thread keeps open mailboxes within its byte budget, least
+// recently used dropped first, and delivers into a dropped one as before.
+TEST(SpoolTest, OpenMailboxesStayWithinTheirBudget) {
+  SimFs fs;
+  MakeDataDir(fs);
+  Spool::Options o = SpoolOptions();
+  o.mailbox_cache_bytes = 2 * Mailbox::kFixedBytes + 10 * Mailbox::kBytesPerMessage;
+  auto spool = Spool::Start(fs, kSpoolDir, o);
+  ASSERT_TRUE(spool.ok());
+  std::map<MessageId, SpoolMessage> sent;
+  Verdicts v;
+  const std::vector<std::string> users = {"alice", "bob", "carol", "dave", "erin"};
+  uint64_t want = 0;
+  for (int round = 0; round < 3; ++round) {
+    for (const auto& u : users) {
+      SpoolMessage m = MakeMessage(u + std::to_string(round), {u});
+      sent[m.id] = m;
+      (*spool)->Submit(m, v.For(m.id));
+      ASSERT_TRUE(v.WaitFor(m.id));
+      ++want;
+      ASSERT_TRUE(WaitFor([&] { return (*spool)->stats().delivered == want; }));
+      // Read while a batch may still be trimming: one more than the budget.
+      EXPECT_LE((*spool)->stats().open_mailboxes, 3u);
+    }
+  }
+  (*spool)->Stop(std::chrono::seconds(5));
+  auto st = (*spool)->stats();
+  EXPECT_GE(st.open_mailboxes, 1u);
+  EXPECT_LE(st.open_mailboxes, 2u) << "five mailboxes touched, two fit";
+  EXPECT_LE(st.mailbox_bytes, o.mailbox_cache_bytes);
+  ExpectEachDeliveredOnce(fs, sent);
+}
+
 TEST(SpoolTest, FailedFdatasyncRefusesNewMailUntilRestart) {
   SimFs fs;
   MakeDataDir(fs);

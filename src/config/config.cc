@@ -87,6 +87,7 @@ const std::vector<KeySpec>& Keys() {
       HF_INT("spool.max_backlog_messages", spool.max_backlog_messages, 1, 10000000),
       HF_INT("spool.max_backlog_bytes", spool.max_backlog_bytes, 1 << 20, int64_t{1} << 40),
       HF_INT("spool.congestion_wait_ms", spool.congestion_wait_ms, 0, 600000),
+      HF_INT("cache.mailbox_bytes", cache.mailbox_bytes, 1 << 20, int64_t{1} << 40),
       HF_INT("events.retention_days", events.retention_days, 0, 36500),
       HF_INT("events.sync_interval_ms", events.sync_interval_ms, 0, 60000),
   };

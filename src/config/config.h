@@ -80,6 +80,13 @@ struct Config {
   struct Metrics {
     std::string listen = "127.0.0.1:9925";  // ADDR:PORT, "" for none
   } metrics;
+  // What `holdfast serve` keeps in memory between uses (docs/configuration.md).
+  struct Cache {
+    // Open mailboxes (their indexes) kept for the next delivery or login:
+    // half for the delivery thread, half for POP3, least recently used
+    // dropped first. A mailbox in use is never dropped.
+    int64_t mailbox_bytes = int64_t{128} << 20;  // 1 MiB .. 1 TiB
+  } cache;
   // The event log `holdfast trace` reads (docs/events.md).
   struct Events {
     int64_t retention_days = 30;     // whole days of events kept; 0 keeps them forever

@@ -71,7 +71,7 @@ struct Pop3Server::Conn {
 Pop3Server::Pop3Server(asio::io_context& io, asio::thread_pool& pool, Logger& log, std::string data_dir,
                        const Config& config, UsersCache& users)
     : io_(io), pool_(pool), log_(log), data_dir_(std::move(data_dir)), config_(config), users_(users),
-      no_tls_(asio::ssl::context::tls_server) {}
+      kept_budget_(static_cast<size_t>(config.cache.mailbox_bytes / 2)), no_tls_(asio::ssl::context::tls_server) {}
 
 Pop3Server::~Pop3Server() = default;
 
@@ -293,7 +293,15 @@ void Pop3Server::Keep(const std::string& user, std::unique_ptr<Mailbox> box) {
   if (!box) return;
   std::lock_guard<std::mutex> l(kept_mu_);
   kept_.emplace_front(user, std::move(box));
-  if (kept_.size() > kKeptMailboxes) kept_.pop_back();
+  // Within half of [cache] mailbox_bytes (the delivery thread has the other
+  // half); the one just kept stays even if it alone is over.
+  const size_t budget = kept_budget_;
+  size_t total = 0;
+  for (const auto& [u, b] : kept_) total += b->MemoryEstimate();
+  while (kept_.size() > 1 && (kept_.size() > kKeptMailboxes || total > budget)) {
+    total -= kept_.back().second->MemoryEstimate();
+    kept_.pop_back();
+  }
 }
 
 std::chrono::milliseconds Pop3Server::FailureDelay(const std::string& ip) {

@@ -97,6 +97,9 @@ class Pop3Server {
   const std::string data_dir_;
   const Config& config_;
   UsersCache& users_;
+  // Bytes of kept mailboxes at most (read at start: pool threads must not
+  // read the configuration a reload replaces).
+  const size_t kept_budget_;
   CredentialsCache credentials_;  // logins that verified recently (pop3.auth_cache_ttl_ms)
   std::unique_ptr<asio::ssl::context> tls_;  // null: no certificate, no STLS, no POP3S
   asio::ssl::context no_tls_;                // for the plain connections' unused TLS layer

@@ -125,6 +125,7 @@ class Server {
     so.mailbox = mo;
     so.trace = TraceOptions{opts_.config.delivery.add_return_path, opts_.config.delivery.add_delivered_to};
     so.hostname = opts_.config.hostname;
+    so.mailbox_cache_bytes = static_cast<size_t>(opts_.config.cache.mailbox_bytes / 2);
     so.add_received = opts_.config.delivery.add_received &&
                       std::none_of(opts_.config.filters.chain.begin(), opts_.config.filters.chain.end(),
                                    [](const FilterStep& s) { return s.kind == FilterStep::Kind::kTrace; });

@@ -351,6 +351,7 @@ void Spool::DeliveryLoop() {
 Mailbox* Spool::OpenMailbox(const std::string& user, const std::string& folder, const MessageId& id) {
   const std::string dir = folder.empty() ? JoinPath(opts_.mail_dir, user)
                                          : JoinPath(JoinPath(opts_.mail_dir, user), "." + folder);
+  box_used_[dir] = batch_tick_;
   auto& box = boxes_[dir];
   if (box) return box.get();
   Status c = Mailbox::Create(fs_, JoinPath(opts_.mail_dir, user));
@@ -366,6 +367,7 @@ Mailbox* Spool::OpenMailbox(const std::string& user, const std::string& folder, 
   if (!opened.ok()) {
     Log("deliver " + id.ToString() + " to " + dir + ": cannot open mailbox: " + opened.status().ToString());
     boxes_.erase(dir);
+    box_used_.erase(dir);
     return nullptr;
   }
   box = std::move(opened).value();
@@ -501,7 +503,32 @@ void Spool::DeliverBatch(std::vector<Work>& batch) {
   LogAll(delivered_lines);
   Record(std::move(delivered));
   by_box.clear();  // uncommitted Deliveries remove their tmp files through their Mailbox
-  for (const auto& key : broken) boxes_.erase(key);
+  for (const auto& key : broken) {
+    boxes_.erase(key);
+    box_used_.erase(key);
+  }
+  TrimMailboxCache();
+  ++batch_tick_;
+}
+
+void Spool::TrimMailboxCache() {
+  constexpr size_t kMaxOpenMailboxes = 512;  // each holds a descriptor
+  size_t total = 0;
+  for (const auto& [dir, box] : boxes_) total += box->MemoryEstimate();
+  while (boxes_.size() > 1 && (total > opts_.mailbox_cache_bytes || boxes_.size() > kMaxOpenMailboxes)) {
+    auto oldest = std::min_element(box_used_.begin(), box_used_.end(),
+                                   [](const auto& a, const auto& b) { return a.second < b.second; });
+    if (oldest == box_used_.end() || oldest->second == batch_tick_) break;  // all in use by this batch
+    auto it = boxes_.find(oldest->first);
+    if (it != boxes_.end()) {
+      total -= it->second->MemoryEstimate();
+      boxes_.erase(it);
+    }
+    box_used_.erase(oldest);
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  stats_.open_mailboxes = boxes_.size();
+  stats_.mailbox_bytes = total;
 }
 
 void Spool::Stop(std::chrono::milliseconds deadline) {

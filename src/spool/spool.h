@@ -43,6 +43,9 @@ class Spool {
     std::string mail_dir;             // DATA/mail: a user's Maildir is mail_dir/USER
     MailboxOptions mailbox;
     TraceOptions trace;
+    // The open mailboxes kept between batches, least recently used dropped
+    // first past this many bytes (Mailbox::MemoryEstimate) or 512 of them.
+    size_t mailbox_cache_bytes = 64 << 20;
     // Prepend the Received: line (filter/message_edit.h) when filing; off
     // when the chain has a trace step, which writes it instead.
     bool add_received = false;
@@ -77,6 +80,8 @@ class Spool {
     size_t filtering = 0;  // waiting for or in a worker
     size_t replayed = 0;   // unretired messages found at start
     bool broken = false;   // an fdatasync failed: refusing mail until restart
+    size_t open_mailboxes = 0;  // kept by the delivery thread (Options::mailbox_cache_bytes)
+    size_t mailbox_bytes = 0;   // their Mailbox::MemoryEstimate()s
     // Group commit: messages per commit round, and the round's fdatasync time.
     Histogram commit_messages{{1, 2, 4, 8, 16, 32, 64, 128, 256}};
     Histogram fsync_seconds{{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1}};
@@ -224,6 +229,10 @@ class Spool {
   size_t backlog_messages_ = 0;
   uint64_t backlog_bytes_ = 0;
   std::map<std::string, std::unique_ptr<Mailbox>> boxes_;  // delivery thread only
+  std::map<std::string, uint64_t> box_used_;  // dir -> batch that last used it; delivery thread only
+  uint64_t batch_tick_ = 0;
+  // Drops the least recently used boxes_ past mailbox_cache_bytes.
+  void TrimMailboxCache();
   std::set<std::string> scanned_;  // mailboxes whose directory this Spool has caught up with
   std::thread commit_thread_, sync_thread_, delivery_thread_;
 };

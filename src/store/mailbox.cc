@@ -211,6 +211,8 @@ Status Mailbox::Create(Fs& fs, const std::string& dir) {
   return fs.SyncDir(DirName(dir));
 }
 
+size_t Mailbox::MemoryEstimate() const { return kFixedBytes + state_.live().size() * kBytesPerMessage; }
+
 Status Mailbox::CheckMaildir(Fs& fs, const std::string& dir) {
   for (const char* sub : {"tmp", "new", "cur"}) {
     auto info = fs.Stat(JoinPath(dir, sub));

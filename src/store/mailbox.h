@@ -162,6 +162,13 @@ class Mailbox {
   // Throws the index away and rebuilds it from the files (keeping UIDs).
   Status Rebuild();
 
+  // About what this object holds in memory, for caches that must stay
+  // within a budget: a fixed part (buffers, the journal's descriptor) and a
+  // part per indexed message (docs/configuration.md, [cache]).
+  size_t MemoryEstimate() const;
+  static constexpr size_t kFixedBytes = 16 << 10;
+  static constexpr size_t kBytesPerMessage = 1200;
+
   uint32_t uidvalidity() const { return state_.uidvalidity(); }
   const std::string& dir() const { return dir_; }
   // What the last recovery did, one line each (for logs and fsck).
