@@ -294,11 +294,11 @@ void Pop3Server::Keep(const std::string& user, std::unique_ptr<Mailbox> box) {
   std::lock_guard<std::mutex> l(kept_mu_);
   kept_.emplace_front(user, std::move(box));
   // Within half of [cache] mailbox_bytes (the delivery thread has the other
-  // half); the one just kept stays even if it alone is over.
+  // half): one mailbox alone over it is not kept at all.
   const size_t budget = kept_budget_;
   size_t total = 0;
   for (const auto& [u, b] : kept_) total += b->MemoryEstimate();
-  while (kept_.size() > 1 && (kept_.size() > kKeptMailboxes || total > budget)) {
+  while (!kept_.empty() && (kept_.size() > kKeptMailboxes || total > budget)) {
     total -= kept_.back().second->MemoryEstimate();
     kept_.pop_back();
   }

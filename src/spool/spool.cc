@@ -363,7 +363,9 @@ Mailbox* Spool::OpenMailbox(const std::string& user, const std::string& folder, 
       if (!marker.ok() && marker.status().kind() != Status::Kind::kExists) c = marker.status();
     }
   }
-  auto opened = c.ok() ? Mailbox::Open(fs_, dir, opts_.mailbox) : Result<std::unique_ptr<Mailbox>>(c);
+  // Filing needs only the next UID: the journal tail (a replay check loads
+  // the whole index, Refresh). So neither time nor memory grows with the box.
+  auto opened = c.ok() ? Mailbox::OpenForDelivery(fs_, dir, opts_.mailbox) : Result<std::unique_ptr<Mailbox>>(c);
   if (!opened.ok()) {
     Log("deliver " + id.ToString() + " to " + dir + ": cannot open mailbox: " + opened.status().ToString());
     boxes_.erase(dir);
@@ -515,7 +517,7 @@ void Spool::TrimMailboxCache() {
   constexpr size_t kMaxOpenMailboxes = 512;  // each holds a descriptor
   size_t total = 0;
   for (const auto& [dir, box] : boxes_) total += box->MemoryEstimate();
-  while (boxes_.size() > 1 && (total > opts_.mailbox_cache_bytes || boxes_.size() > kMaxOpenMailboxes)) {
+  while (!boxes_.empty() && (total > opts_.mailbox_cache_bytes || boxes_.size() > kMaxOpenMailboxes)) {
     auto oldest = std::min_element(box_used_.begin(), box_used_.end(),
                                    [](const auto& a, const auto& b) { return a.second < b.second; });
     if (oldest == box_used_.end() || oldest->second == batch_tick_) break;  // all in use by this batch
