@@ -19,10 +19,12 @@
 #                    timeout_ms (TIMEOUT_MS, default 2000 ms) kills its group
 #   X-Poison: alloc  exec /usr/bin/python3 appending 1 MiB bytearrays until
 #                    the [filters] memory_bytes limit (RLIMIT_AS; MEM_MB,
-#                    default 128 MiB) makes it fail with MemoryError (on
-#                    this 2-CPU VM python takes 0.4 s alone to reach 128 MiB,
-#                    0.8 s for 256 MiB -- too close to a 2 s timeout once
-#                    the other worker is busy: it then dies by the timeout)
+#                    default 64 MiB, ample for a worker with a batch of
+#                    32 small messages) makes it fail with MemoryError. On
+#                    a 2-CPU VM python needs 0.3 s alone to reach 64 MiB,
+#                    0.4 s for 128 MiB, 0.8 s for 256 MiB: with the CPUs
+#                    busy, 128 MiB and more often ran into the 2 s timeout
+#                    instead (the reason then says "timeout").
 # Each kind is a failure of the step on that message (it counts towards K =
 # [filters] max_attempts, default 3, the message is retried alone at once),
 # so every poison message should end in the quarantine after exactly K
@@ -67,6 +69,10 @@
 #     gives both for both runs, and "max extra": the largest increase of one
 #     message's delay in the poison run over the same message (same index
 #     in the sending order) in the clean run.
+#   - CPU per message: serve's own CPU time during the drain, and that of
+#     its reaped children -- the workers, including the filter commands
+#     they reaped (/proc/PID/stat utime+stime and cutime+cstime), divided
+#     by N.
 #   - filter alone: for reference, the same filter script run FILTER_REF
 #     times in a row from bash on one innocent message (fork+exec+sh, no
 #     holdfast), as runs/s.
@@ -81,16 +87,17 @@
 #   SIZE          bytes per message, about                  (default 4096)
 #   SESSIONS      concurrent LMTP sessions for the intake   (default 4)
 #   TIMEOUT_MS    the filter step's timeout_ms              (default 2000)
-#   MEM_MB        [filters] memory_bytes in MiB             (default 128)
+#   MEM_MB        [filters] memory_bytes in MiB             (default 64)
 #   WORKERS       [filters] workers                         (default 2, holdfast's default)
 #   BATCH         [filters] batch_size                      (default 32, holdfast's default)
 #   K             [filters] max_attempts                    (default 3, holdfast's default)
 #   SEED          seed of the poison positions              (default 1)
 #   FILTER_REF    runs of the filter alone for the reference rate (default 1000; 0: skip)
 #   DRAIN_TIMEOUT seconds a drain may take before the run fails (default 3600)
-#   STRACE        1: run the clean drain's serve under `strace -c -f` and
-#                 print its syscall summary (slows it down; not for the
-#                 table's figures)                            (default 0)
+#   LOAD_MAX      wait before measuring while the 1-minute load average is
+#                 above this ...                              (default 3)
+#   LOAD_WAIT     ... but at most this many seconds           (default 0: measure at once;
+#                 the load is printed either way)
 # Needs: python3 (/usr/bin/python3: the load generator, the analysis, and
 # the alloc poison).
 set -euo pipefail
@@ -111,14 +118,15 @@ POISON="${POISON:-100}"
 SIZE="${SIZE:-4096}"
 SESSIONS="${SESSIONS:-4}"
 TIMEOUT_MS="${TIMEOUT_MS:-2000}"
-MEM_MB="${MEM_MB:-128}"
+MEM_MB="${MEM_MB:-64}"
 WORKERS="${WORKERS:-2}"
 BATCH="${BATCH:-32}"
 K="${K:-3}"
 SEED="${SEED:-1}"
 FILTER_REF="${FILTER_REF:-1000}"
 DRAIN_TIMEOUT="${DRAIN_TIMEOUT:-3600}"
-STRACE="${STRACE:-0}"
+LOAD_MAX="${LOAD_MAX:-3}"
+LOAD_WAIT="${LOAD_WAIT:-0}"
 PY=/usr/bin/python3
 
 die() { echo "poison_drain: FAILED: $*" >&2; exit 1; }
@@ -128,7 +136,6 @@ HF="$(cd "$(dirname "$HF")" && pwd)/$(basename "$HF")"
 HF_ORIG="$HF"
 [ -x "$PY" ] || die "$PY is needed (load generator, analysis, the alloc poison)"
 [ "$POISON" -lt "$N" ] || die "POISON ($POISON) must be below N ($N)"
-[ "$STRACE" = 0 ] || command -v strace >/dev/null || die "STRACE=1 needs strace"
 BUILD_TYPE="$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$(dirname "$HF")/CMakeCache.txt" 2>/dev/null || true)"
 SANITIZE="$(sed -n 's/^HOLDFAST_SANITIZE:BOOL=//p' "$(dirname "$HF")/CMakeCache.txt" 2>/dev/null || true)"
 case "$SANITIZE" in ON|on|1|TRUE|true) echo "WARNING: $HF is built with sanitizers" >&2; BUILD_TYPE="$BUILD_TYPE+ASan";; esac
@@ -362,11 +369,9 @@ EOF
   # 3. the drain
   log="$d/drain.log"
   want_box=$(( N - npoison ))
-  local pre=()
-  [ "$STRACE" = 1 ] && [ "$name" = clean ] && pre=(strace -c -f -o "$T/strace-$name.txt")
   note "$name: draining (load $(load1)) ..."
   t0=$(now_ms)
-  setsid "${pre[@]}" "$HF" --data "$d" serve </dev/null >"$log" 2>&1 &
+  setsid "$HF" --data "$d" serve </dev/null >"$log" 2>&1 &
   HF_PID=$!
   deadline=$(( $(date +%s) + DRAIN_TIMEOUT ))
   for (( ; ; )); do
@@ -379,6 +384,11 @@ EOF
     sleep 0.1
   done
   t1=$(now_ms)
+  # CPU of the drain: serve's own, and its reaped children's (the workers,
+  # which reaped their filter commands): /proc/PID/stat utime+stime, cutime+cstime.
+  local cpu
+  cpu=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.0f %.0f", ($14 + $15) * 1000 / hz, ($16 + $17) * 1000 / hz }' "/proc/$HF_PID/stat" 2>/dev/null || echo "0 0")
+  eval "CPU_$name=\"$cpu\""
   eval "DRAIN_MS_$name=$(( t1 - t0 ))"
   eval "T0_$name=$t0"
   note "$name: drained in $(( t1 - t0 )) ms"
@@ -398,6 +408,11 @@ EOF
   fi
 }
 
+WAITED=0
+while awk -v l="$(load1)" -v m="$LOAD_MAX" 'BEGIN { exit !(l > m) }' && [ "$WAITED" -lt "$LOAD_WAIT" ]; do
+  note "load average $(load1) > $LOAD_MAX: waiting (${WAITED}s of at most ${LOAD_WAIT}s) ..."
+  sleep 15; WAITED=$(( WAITED + 15 ))
+done
 LOAD_BEFORE=$(load3)
 START_S=$(date +%s)
 run clean 0
@@ -421,10 +436,10 @@ EOF
 fi
 
 # --- the table -------------------------------------------------------------------
-TABLE=$("$PY" - "$T/clean.json" "$T/poison.json" "$DRAIN_MS_clean" "$DRAIN_MS_poison" "$N" "$POISON" "$K" <<'EOF'
+TABLE=$("$PY" - "$T/clean.json" "$T/poison.json" "$DRAIN_MS_clean" "$DRAIN_MS_poison" "$N" "$POISON" "$K" $CPU_clean $CPU_poison <<'EOF'
 import json, sys
 c, p = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
-dc, dp, n, npois, k = (int(x) for x in sys.argv[3:8])
+dc, dp, n, npois, k, cs, cc, ps, pc = (int(x) for x in sys.argv[3:12])
 def pct(v, q):
     v = sorted(v)
     return v[min(len(v) - 1, max(0, int(q / 100 * len(v) + 0.999999) - 1))]
@@ -436,11 +451,11 @@ for kind, a, _, reason in p["poison"].values():
 kinds = ", ".join(f"{kd} {min(v)}-{max(v)} ({len(v)})" for kd, v in sorted(by.items()))
 extra = max(pi[i] - ci[i] for i in pi if i in ci)
 s = lambda ms: f"{ms / 1000:.1f}"
-print("| run | messages (innocent + poison) | drain time s | rate msg/s through 1 command step | poison/clean | attempts per poison min / mean / max | innocent delay max s | innocent delay p50 s | max extra delay vs clean s |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-print(f"| clean | {len(ci)} + 0 | {s(dc)} | {n / (dc / 1000):.0f} | 1.00 | - | {s(max(ci.values()))} | {s(pct(ci.values(), 50))} | - |")
+print("| run | messages (innocent + poison) | drain time s | rate msg/s through 1 command step | poison/clean | attempts per poison min / mean / max | innocent delay max s | innocent delay p50 s | max extra delay vs clean s | CPU ms/msg: serve + workers & filters |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print(f"| clean | {len(ci)} + 0 | {s(dc)} | {n / (dc / 1000):.0f} | 1.00 | - | {s(max(ci.values()))} | {s(pct(ci.values(), 50))} | - | {cs / n:.2f} + {cc / n:.2f} |")
 print(f"| poison | {len(pi)} + {len(att)} | {s(dp)} | {n / (dp / 1000):.0f} | {dp / dc:.2f} (target <= 1.25) | "
-      f"{min(att)} / {sum(att) / len(att):.2f} / {max(att)} (K = {k}) | {s(max(pi.values()))} | {s(pct(pi.values(), 50))} | {s(extra)} |")
+      f"{min(att)} / {sum(att) / len(att):.2f} / {max(att)} (K = {k}) | {s(max(pi.values()))} | {s(pct(pi.values(), 50))} | {s(extra)} | {ps / n:.2f} + {pc / n:.2f} |")
 print()
 print(f"attempts per poison kind (min-max (count)): {kinds}")
 reasons = {}
@@ -468,10 +483,3 @@ cat <<EOF
 
 EOF
 printf '%s\n' "$TABLE"
-if [ "$STRACE" = 1 ] && [ -f "$T/strace-clean.txt" ]; then
-  echo
-  echo "strace -c -f of the clean drain's serve (with its workers and filters):"
-  echo '```'
-  head -40 "$T/strace-clean.txt"
-  echo '```'
-fi
