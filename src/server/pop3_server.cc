@@ -1,5 +1,7 @@
 #include "server/pop3_server.h"
 
+#include <malloc.h>
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -296,12 +298,16 @@ void Pop3Server::Keep(const std::string& user, std::unique_ptr<Mailbox> box) {
   // Within half of [cache] mailbox_bytes (the delivery thread has the other
   // half): one mailbox alone over it is not kept at all.
   const size_t budget = kept_budget_;
+  bool dropped = false;
   size_t total = 0;
   for (const auto& [u, b] : kept_) total += b->MemoryEstimate();
   while (!kept_.empty() && (kept_.size() > kKeptMailboxes || total > budget)) {
     total -= kept_.back().second->MemoryEstimate();
     kept_.pop_back();
+    dropped = true;
   }
+  // Hands the freed index back to the system, so RSS follows the budget.
+  if (dropped) ::malloc_trim(0);
 }
 
 std::chrono::milliseconds Pop3Server::FailureDelay(const std::string& ip) {

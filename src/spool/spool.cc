@@ -1,5 +1,6 @@
 #include "spool/spool.h"
 
+#include <malloc.h>
 #include <signal.h>
 
 #include <algorithm>
@@ -516,6 +517,7 @@ void Spool::DeliverBatch(std::vector<Work>& batch) {
 void Spool::TrimMailboxCache() {
   constexpr size_t kMaxOpenMailboxes = 512;  // each holds a descriptor
   size_t total = 0;
+  bool trim = false;
   for (const auto& [dir, box] : boxes_) total += box->MemoryEstimate();
   while (!boxes_.empty() && (total > opts_.mailbox_cache_bytes || boxes_.size() > kMaxOpenMailboxes)) {
     auto oldest = std::min_element(box_used_.begin(), box_used_.end(),
@@ -524,10 +526,13 @@ void Spool::TrimMailboxCache() {
     auto it = boxes_.find(oldest->first);
     if (it != boxes_.end()) {
       total -= it->second->MemoryEstimate();
+      // Only a box holding a whole index frees much: give that back (RSS).
+      trim = trim || it->second->MemoryEstimate() > (1u << 20);
       boxes_.erase(it);
     }
     box_used_.erase(oldest);
   }
+  if (trim) ::malloc_trim(0);
   std::lock_guard<std::mutex> l(mu_);
   stats_.open_mailboxes = boxes_.size();
   stats_.mailbox_bytes = total;
