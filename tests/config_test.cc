@@ -230,6 +230,8 @@ TEST(ConfigTest, FiltersDefaults) {
   EXPECT_TRUE(c.filters.chain.empty());
   EXPECT_EQ(c.filters.batch_size, 32u);
   EXPECT_EQ(c.filters.workers, 2u);
+  EXPECT_EQ(c.filters.retry_workers, 1u);
+  EXPECT_EQ(c.filters.retry_nice, 10);
   EXPECT_EQ(c.filters.max_attempts, 3u);
   EXPECT_EQ(c.filters.tempfail_delay.count(), 60000);
   EXPECT_EQ(c.filters.memory_bytes, 1ull << 30);
@@ -243,6 +245,8 @@ TEST(ConfigTest, FiltersFull) {
 [filters]
 batch_size = 8
 workers = 4
+retry_workers = 0
+retry_nice = 19
 max_attempts = 5
 tempfail_delay_ms = 1500
 memory_bytes = 268435456
@@ -272,6 +276,8 @@ command = ["/bin/true"]
   const FilterOptions& f = r->filters;
   EXPECT_EQ(f.batch_size, 8u);
   EXPECT_EQ(f.workers, 4u);
+  EXPECT_EQ(f.retry_workers, 0u);
+  EXPECT_EQ(f.retry_nice, 19);
   EXPECT_EQ(f.max_attempts, 5u);
   EXPECT_EQ(f.tempfail_delay.count(), 1500);
   EXPECT_EQ(f.memory_bytes, 268435456u);
@@ -306,6 +312,8 @@ TEST(ConfigTest, FiltersErrors) {
   EXPECT_CONTAINS(ParseError("[filters]\nbatch_size = 0\n"),
                   "key 'filters.batch_size' must be an integer from 1 to 1024 (got 0) in holdfast.toml at line 2");
   EXPECT_CONTAINS(ParseError("[filters]\nworkers = 65\n"), "key 'filters.workers' must be an integer from 1 to 64");
+  EXPECT_CONTAINS(ParseError("[filters]\nretry_nice = 20\n"), "key 'filters.retry_nice' must be an integer from 0 to 19");
+  EXPECT_CONTAINS(ParseError("[filters]\nretry_workers = -1\n"), "key 'filters.retry_workers' must be an integer from 0 to 64");
   EXPECT_CONTAINS(ParseError("[filters]\nmax_attempts = \"3\"\n"), "key 'filters.max_attempts' must be an integer");
   EXPECT_CONTAINS(ParseError("[filters]\nmemory_bytes = 1000\n"), "key 'filters.memory_bytes' must be an integer from");
   EXPECT_CONTAINS(ParseError("[filters]\nbatchsize = 3\n"), "unknown key 'filters.batchsize' in holdfast.toml at line 2");

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -72,6 +73,80 @@ TEST(FilterProcessTest, StdinEnvironmentAndPathLookup) {
   ProcessSpec e = Sh("printf '%s|%s' \"$HOLDFAST_X\" \"$HOME\"");
   e.env = {"HOLDFAST_X=a b", "HOME=/nowhere"};  // added, and replacing an inherited one
   EXPECT_EQ(Exec(e).out, "a b|/nowhere");
+}
+
+// /proc/self/status of a child, the line starting with `field`.
+std::string StatusLine(ProcessSpec s, const std::string& field) {
+  ProcessResult r = Exec(std::move(s));
+  size_t at = r.out.find(field);
+  return at == std::string::npos ? "" : r.out.substr(at, r.out.find('\n', at) - at);
+}
+
+TEST(FilterProcessTest, ChildStartsWithNoSignalBlockedAndIgnoredOnesKept) {
+  // RunProcess blocks every signal while it spawns; the child must not keep that.
+  ProcessSpec s;
+  s.argv = {"cat", "/proc/self/status"};
+  EXPECT_EQ(StatusLine(s, "SigBlk:"), "SigBlk:\t0000000000000000");
+  // An ignored signal stays ignored across exec, as with fork (SIGPIPE excepted).
+  struct sigaction ign {}, old {};
+  ign.sa_handler = SIG_IGN;
+  ASSERT_EQ(::sigaction(SIGUSR2, &ign, &old), 0);
+  std::string ignored = StatusLine(s, "SigIgn:");
+  ::sigaction(SIGUSR2, &old, nullptr);
+  ASSERT_FALSE(ignored.empty());
+  const unsigned long mask = std::stoul(ignored.substr(ignored.find('\t') + 1), nullptr, 16);
+  EXPECT_TRUE(mask & (1ul << (SIGUSR2 - 1))) << ignored;
+  EXPECT_FALSE(mask & (1ul << (SIGPIPE - 1))) << ignored;
+}
+
+TEST(FilterProcessTest, NiceValueReachesTheChildAndWhatItStarts) {
+  errno = 0;
+  const int own = ::getpriority(PRIO_PROCESS, 0);
+  ASSERT_EQ(errno, 0);
+  ProcessSpec s = Sh("cut -d' ' -f19 /proc/$$/stat; sh -c 'cut -d\" \" -f19 /proc/$$/stat'");
+  s.nice = 12;
+  const std::string want = own >= 12 ? std::to_string(own) : "12";
+  EXPECT_EQ(Exec(s).out, want + "\n" + want + "\n");
+  s.nice = 0;  // nothing asked: our own
+  EXPECT_EQ(Exec(s).out, std::to_string(own) + "\n" + std::to_string(own) + "\n");
+  // Asked for a higher priority than ours: stays at ours (and still runs).
+  s.nice = own > 0 ? own - 1 : 0;
+  EXPECT_EQ(Exec(s).out, std::to_string(own) + "\n" + std::to_string(own) + "\n");
+}
+
+// A child at nice 10 sharing CPU 0 with a busy loop at our priority gets
+// about a tenth of it: 0.2 s of CPU takes about 2 s of wall clock.
+TEST(FilterProcessTest, ForgivenCpuWaitMovesTheDeadlineButNotForever) {
+  ProcessSpec hog = Sh("exec taskset -c 0 sh -c 'while :; do :; done'");
+  hog.timeout = milliseconds(60000);
+  pid_t hog_pid = 0;
+  hog.started = [&hog_pid](pid_t p) { hog_pid = p; };
+  std::thread hog_thread([&] { (void)RunProcess(hog); });
+  while (hog_pid == 0) std::this_thread::sleep_for(milliseconds(10));
+
+  ProcessSpec job;
+  job.argv = {"taskset", "-c", "0", "/usr/bin/python3", "-c",
+              "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.2: pass\nprint('done')"};
+  job.nice = 10;
+  job.timeout = milliseconds(1000);
+  ProcessResult strict = Exec(job);  // wall clock only: the starved job runs out of time
+  EXPECT_TRUE(strict.timed_out) << strict.out;
+  job.forgive_cpu_wait = true;  // timed on what it was given: finishes
+  ProcessResult fair = Exec(job);
+  EXPECT_TRUE(fair.ok()) << fair.Describe({});
+  EXPECT_EQ(fair.out, "done\n");
+  // A loop that waits for the CPU is still killed, by 1 + 3 timeouts at most.
+  ProcessSpec loop = Sh("exec taskset -c 0 sh -c 'while :; do :; done'");
+  loop.nice = 10;
+  loop.timeout = milliseconds(300);
+  loop.forgive_cpu_wait = true;
+  auto start = Clock::now();
+  ProcessResult looped = Exec(loop);
+  EXPECT_TRUE(looped.timed_out);
+  EXPECT_LT(ElapsedMs(start), 300 * (1 + ProcessSpec::kMaxForgivenTimeouts) + 2000);
+
+  ::kill(-hog_pid, SIGKILL);
+  hog_thread.join();
 }
 
 TEST(FilterProcessTest, Signal) {

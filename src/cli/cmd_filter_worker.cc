@@ -5,6 +5,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <memory>
+
 #include "cli/commands.h"
 #include "filter/worker.h"
 
@@ -13,12 +15,15 @@ namespace holdfast::cli {
 void AddFilterWorkerCommand(CLI::App& app, Runner* run) {
   CLI::App* sub = app.add_subcommand("filter-worker", "Run the filter chain on a batch (internal; used by serve)");
   sub->group("");  // not in --help: nothing for an operator to run by hand
-  sub->callback([run] {
-    *run = [](Context& c) {
+  auto retry = std::make_shared<bool>(false);
+  sub->add_flag("--retry", *retry, "a retry slot's worker: step timeouts do not count time spent waiting for a CPU");
+  sub->callback([run, retry] {
+    *run = [retry](Context& c) {
       // A daemon that went away must not kill us mid-write; the write fails instead.
       ::signal(SIGPIPE, SIG_IGN);
       FilterOptions opts = c.config().filters;
       opts.hostname = c.config().hostname;
+      opts.retry = *retry;
       return RunFilterWorker(opts, STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO);
     };
   });

@@ -359,6 +359,12 @@ struct FilterReader {
       } else if (name == "workers") {
         HF_ASSIGN_OR_RETURN(int64_t v, Int(key, node, 1, 64));
         f.workers = static_cast<uint32_t>(v);
+      } else if (name == "retry_workers") {
+        HF_ASSIGN_OR_RETURN(int64_t v, Int(key, node, 0, 64));
+        f.retry_workers = static_cast<uint32_t>(v);
+      } else if (name == "retry_nice") {
+        HF_ASSIGN_OR_RETURN(int64_t v, Int(key, node, 0, 19));
+        f.retry_nice = static_cast<int>(v);
       } else if (name == "max_attempts") {
         HF_ASSIGN_OR_RETURN(int64_t v, Int(key, node, 1, 100));
         f.max_attempts = static_cast<uint32_t>(v);

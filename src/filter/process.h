@@ -31,6 +31,13 @@ struct ProcessSpec {
   std::chrono::milliseconds timeout{30000};  // wall clock, from the start; then SIGKILL
   size_t max_stdout = 64u << 20;  // more is an error (`stdout_overflow`); the child is killed
   size_t max_stderr = 4096;       // more is silently cut
+  int nice = 0;  // above our own: the child (and what it starts) runs at this nice value
+  // The time the child's process group spent runnable but waiting for a CPU
+  // (a lowered priority, a busy machine) moves the deadline out, by at most
+  // kMaxForgivenTimeouts more timeouts: a retry at a low priority is timed
+  // on the CPU it was given, and a loop still ends.
+  bool forgive_cpu_wait = false;
+  static constexpr int kMaxForgivenTimeouts = 3;
   // Called with the child's pid (= its process group) once it runs, so an
   // owner can kill it early (shutdown). May be empty.
   std::function<void(pid_t)> started;
@@ -55,6 +62,10 @@ struct ProcessResult {
   bool OutOfMemory(const ProcessLimits& limits) const;
   bool ok() const { return !timed_out && !stdout_overflow && signal == 0 && exit_code == 0; }
 };
+
+// The longest run-queue wait (ns, /proc/PID/schedstat) of the live members
+// of process group `pgid`; 0 if none can be read.
+uint64_t GroupCpuWaitNs(pid_t pgid);
 
 // kIo only when the process could not be started at all (fork/pipe failure,
 // or exec failure reported back through a CLOEXEC pipe). Safe to call from

@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "filter/process.h"
 #include "filter/protocol.h"
@@ -145,7 +146,11 @@ void Spool::PickUpReleased(std::vector<Pending>* batch) {
   }
 }
 
-void Spool::FilterLoop() {
+void Spool::FilterLoop(bool retry_slot) {
+  // With retry slots, a message that failed before waits for one of them;
+  // the ordinary slots take the others.
+  const bool split = opts_.filters.retry_workers > 0;
+  auto mine = [&](const Work& w) { return !split || (w.ledger.failures > 0) == retry_slot; };
   for (;;) {
     std::vector<Work> batch;
     {
@@ -158,8 +163,9 @@ void Spool::FilterLoop() {
                                                                    [](const Work& w) { return w.suspect; });
         auto first = suspects && filters_running_ > 0
                          ? filter_queue_.end()
-                         : std::find_if(filter_queue_.begin(), filter_queue_.end(),
-                                        [&](const Work& w) { return w.due <= now && (w.suspect || !suspects); });
+                         : std::find_if(filter_queue_.begin(), filter_queue_.end(), [&](const Work& w) {
+                             return w.due <= now && (w.suspect || !suspects) && mine(w);
+                           });
         if (first != filter_queue_.end()) {
           // Group 0 shares with anyone; the halves of a failed batch only
           // among themselves, at most their own size.
@@ -167,7 +173,7 @@ void Spool::FilterLoop() {
           size_t limit = std::max<uint32_t>(1, opts_.filters.batch_size);
           if (first->max_batch != 0) limit = std::min<size_t>(limit, first->max_batch);
           for (auto it = first; it != filter_queue_.end() && batch.size() < limit;) {
-            if (it->due <= now && it->group == group) {
+            if (it->due <= now && it->group == group && mine(*it)) {
               batch.push_back(std::move(*it));
               it = filter_queue_.erase(it);
             } else {
@@ -176,12 +182,14 @@ void Spool::FilterLoop() {
           }
           break;
         }
-        if (filter_queue_.empty() || (suspects && filters_running_ > 0)) {
+        std::optional<std::chrono::steady_clock::time_point> next;  // the first of ours to fall due
+        for (const Work& w : filter_queue_) {
+          if (mine(w) && (w.suspect || !suspects) && (!next || w.due < *next)) next = w.due;
+        }
+        if (!next || (suspects && filters_running_ > 0)) {
           filter_cv_.wait(l);
         } else {
-          auto next = std::min_element(filter_queue_.begin(), filter_queue_.end(),
-                                       [](const Work& a, const Work& b) { return a.due < b.due; })->due;
-          filter_cv_.wait_until(l, next);
+          filter_cv_.wait_until(l, *next);
         }
       }
       ++filters_running_;
@@ -190,7 +198,7 @@ void Spool::FilterLoop() {
     }
     const size_t suspects = static_cast<size_t>(
         std::count_if(batch.begin(), batch.end(), [](const Work& w) { return w.suspect; }));
-    RunFilterBatch(batch);
+    RunFilterBatch(batch, retry_slot);
     std::lock_guard<std::mutex> l(mu_);
     --filters_running_;
     running_suspects_ -= suspects;
@@ -200,7 +208,7 @@ void Spool::FilterLoop() {
   }
 }
 
-void Spool::RunFilterBatch(std::vector<Work>& batch) {
+void Spool::RunFilterBatch(std::vector<Work>& batch, bool retry_slot) {
   const auto now = std::chrono::steady_clock::now();
   const uint32_t k = std::max<uint32_t>(1, opts_.filters.max_attempts);
   std::vector<Work> next_filter, next_delivery;  // queued at the end, under the lock
@@ -296,6 +304,13 @@ void Spool::RunFilterBatch(std::vector<Work>& batch) {
 #endif
   // The worker times each step out itself; this catches a worker that hangs.
   spec.timeout = per_message * static_cast<int64_t>(run.size()) + std::chrono::seconds(10);
+  // A retry is a suspect: it gets the CPU the innocent flow leaves over,
+  // and its timeouts count only the time it was given (capped: loops end).
+  if (retry_slot) {
+    spec.nice = opts_.filters.retry_nice;
+    spec.argv.push_back("--retry");  // its step timeouts forgive the CPU waits this costs, so must ours
+    spec.timeout += per_message * static_cast<int64_t>(run.size() * ProcessSpec::kMaxForgivenTimeouts);
+  }
   spec.max_stdout = 2 * input.size() + (16u << 20);
   spec.started = [this](pid_t pid) {
     std::lock_guard<std::mutex> l(mu_);

@@ -54,7 +54,9 @@ Result<std::unique_ptr<Spool>> Spool::Start(Fs& fs, const std::string& spool_dir
   spool->delivery_thread_ = NameThread(std::thread([s = spool.get()] { s->DeliveryLoop(); }), "hf-deliver");
   if (spool->filtering()) {
     for (uint32_t i = 0; i < std::max<uint32_t>(1, spool->opts_.filters.workers); ++i)
-      spool->filter_threads_.push_back(NameThread(std::thread([s = spool.get()] { s->FilterLoop(); }), "hf-filter"));
+      spool->filter_threads_.push_back(NameThread(std::thread([s = spool.get()] { s->FilterLoop(false); }), "hf-filter"));
+    for (uint32_t i = 0; i < spool->opts_.filters.retry_workers; ++i)
+      spool->filter_threads_.push_back(NameThread(std::thread([s = spool.get()] { s->FilterLoop(true); }), "hf-filter-retry"));
   }
   return spool;
 }

@@ -122,8 +122,9 @@ class Spool {
   struct Work;
   // filter_stage.cc
   bool filtering() const { return !opts_.filters.chain.empty(); }
-  void FilterLoop();
-  void RunFilterBatch(std::vector<Work>& batch);
+  // One worker slot; a retry slot takes only messages that failed before.
+  void FilterLoop(bool retry_slot);
+  void RunFilterBatch(std::vector<Work>& batch, bool retry_slot);
   // Sets `w` aside in the quarantine and retires it; false (logged, `w`
   // left alone) when the quarantine cannot be written.
   bool QuarantineWork(Work& w, const std::string& reason);

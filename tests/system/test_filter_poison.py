@@ -23,6 +23,10 @@ Checks, once alice has N - P messages and the quarantine P:
 - every poison message is in the quarantine (`holdfast queue quarantine
   list`/`show`), not in the mailbox, with the right reason: "signal 11" for
   segv, "timeout" for loop, "memory" for oom, "worker signal 9" for killer;
+- the retries of a message that failed run in the retry slot at a lower
+  CPU priority: of a segv message's K attempts the first runs at the
+  daemon's nice value, the K - 1 retries at [filters] retry_nice (default
+  10; never below the daemon's own);
 - each poison message cost at most K + ceil(log2(batch_size)) failures: its
   quarantine history has K entries, and the log's worker failures number at
   most (#killer poison) * (K + ceil(log2 32));
@@ -54,7 +58,8 @@ KINDS = ["SEGV", "LOOP", "OOM", "WORKER"]
 REASON = {"SEGV": "signal 11", "LOOP": "timeout", "OOM": "memory", "WORKER": "worker signal 9"}
 
 FILTERS = {
-    "segv": 'if grep -q POISON-SEGV; then kill -SEGV $$; fi\nexit 0\n',
+    # Before it dies it notes its nice value (field 19 of /proc/PID/stat).
+    "segv": 'if grep -q POISON-SEGV; then cut -d" " -f19 /proc/$$/stat >> NICE_LOG; kill -SEGV $$; fi\nexit 0\n',
     "loop": 'if grep -q POISON-LOOP; then while :; do :; done; fi\nexit 0\n',
     "oom": ('if grep -q POISON-OOM; then exec python3 -c "x = []\n'
             'while True: x.append(bytearray(1 << 20))"; fi\nexit 0\n'),
@@ -83,7 +88,7 @@ def main(args):
         for name, script in FILTERS.items():
             path = tmp.sub(f"{name}.sh")
             with open(path, "w") as f:
-                f.write(script)
+                f.write(script.replace("NICE_LOG", tmp.sub("segv-nice.log")))
             timeout = 1000 if name == "loop" else 10000
             chain += (f'[[filters.chain]]\ntype = "command"\nname = "{name}"\n'
                       f'command = ["/bin/sh", "{path}"]\ntimeout_ms = {timeout}\n')
@@ -165,6 +170,14 @@ def main(args):
                 check(REASON[kind] in reason, f"poison {kind}: reason says {REASON[kind]!r} ({reason!r})")
                 attempts = len(re.findall(r"^attempt \d+:", show, re.M))
                 check(attempts == K, f"poison {kind}: quarantined after exactly K={K} failures ({attempts})")
+            base = os.nice(0)  # the server's, inherited from this process
+            with open(tmp.sub("segv-nice.log")) as f:
+                nices = [int(x) for x in f.read().split()]
+            segv = sum(1 for k in poison_at.values() if k == "SEGV")
+            retry = max(base, 10)
+            check(len(nices) == K * segv, f"segv filter ran K times per segv message ({len(nices)})")
+            check(nices.count(retry) >= (K - 1) * segv and (retry == base or nices.count(base) == segv),
+                  f"first attempts at nice {base}, retries at nice {retry} ({sorted(nices)})")
             worker_failures = len(srv.grep(r"event=spool filter: worker "))
             bound = sum(1 for k in poison_at.values() if k == "WORKER") * (K + math.ceil(math.log2(BATCH)))
             log(f"worker failures: {worker_failures} (bound {bound})")
