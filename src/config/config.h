@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -117,5 +119,26 @@ Result<Config> ResolveConfig(Fs& fs, const std::string& data_dir, const std::str
 
 // The file name looked for in the data directory.
 inline constexpr char kConfigFileName[] = "holdfast.toml";
+
+// The configuration in force, as immutable snapshots: SIGHUP replaces the
+// whole of it (Set) while a reader on any thread keeps the snapshot it took
+// (Get) for as long as it needs it -- never half an old and half a new one.
+class LiveConfig {
+ public:
+  explicit LiveConfig(Config c) : current_(std::make_shared<const Config>(std::move(c))) {}
+  std::shared_ptr<const Config> Get() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return current_;
+  }
+  void Set(Config c) {
+    auto next = std::make_shared<const Config>(std::move(c));
+    std::lock_guard<std::mutex> l(mu_);
+    current_.swap(next);  // the old one goes when its last reader lets it go
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const Config> current_;
+};
 
 }  // namespace holdfast

@@ -68,17 +68,19 @@ struct Pop3Server::Conn {
   bool cancelled = false;  // by Drain()
   bool ended = false;      // the session is over: the watchdog stops
   std::string chunk;       // RETR's read buffer, allocated on first use
+  std::shared_ptr<const Config> cfg;  // the configuration the session started with
 };
 
 Pop3Server::Pop3Server(asio::io_context& io, asio::thread_pool& pool, Logger& log, std::string data_dir,
-                       const Config& config, UsersCache& users)
+                       const LiveConfig& config, UsersCache& users)
     : io_(io), pool_(pool), log_(log), data_dir_(std::move(data_dir)), config_(config), users_(users),
-      kept_budget_(static_cast<size_t>(config.cache.mailbox_bytes / 2)), no_tls_(asio::ssl::context::tls_server) {}
+      kept_budget_(static_cast<size_t>(config.Get()->cache.mailbox_bytes / 2)), no_tls_(asio::ssl::context::tls_server) {}
 
 Pop3Server::~Pop3Server() = default;
 
 Status Pop3Server::LoadTls() {
-  std::string cert = config_.tls.cert_file, key = config_.tls.key_file;
+  const auto cfg = config_.Get();  // one snapshot: a reload may come meanwhile
+  std::string cert = cfg->tls.cert_file, key = cfg->tls.key_file;
   if (cert.empty() != key.empty()) return Status::Invalid("tls.cert_file and tls.key_file must be set together");
   if (cert.empty()) {
     // `make run` puts a self-signed pair here on first start.
@@ -101,12 +103,13 @@ Status Pop3Server::LoadTls() {
 }
 
 Status Pop3Server::Start(const std::string& listen) {
+  const auto cfg = config_.Get();  // one snapshot: a reload may come meanwhile
   HF_RETURN_IF_ERROR(LoadTls());
-  std::string plain = listen.empty() ? config_.pop3.listen : listen;
+  std::string plain = listen.empty() ? cfg->pop3.listen : listen;
   if (!plain.empty()) HF_RETURN_IF_ERROR(OpenListener(plain, false));
-  if (!config_.pop3.tls_listen.empty()) {
+  if (!cfg->pop3.tls_listen.empty()) {
     if (!tls_) return Status::Invalid("pop3.tls_listen is set but no TLS certificate is configured (tls.cert_file)");
-    HF_RETURN_IF_ERROR(OpenListener(config_.pop3.tls_listen, true));
+    HF_RETURN_IF_ERROR(OpenListener(cfg->pop3.tls_listen, true));
   }
   return Status::Ok();
 }
@@ -175,7 +178,7 @@ awaitable<void> Pop3Server::AcceptLoop(tcp::acceptor& acceptor, bool implicit_tl
 
 void Pop3Server::Watch(std::shared_ptr<Conn> cp) {
   Conn& c = *cp;
-  const auto idle = std::chrono::milliseconds(config_.pop3.idle_timeout_ms);
+  const auto idle = std::chrono::milliseconds(c.cfg->pop3.idle_timeout_ms);
   const auto now = std::chrono::steady_clock::now();
   c.watchdog.expires_at(c.deadline == std::chrono::steady_clock::time_point::max() ? now + idle : c.deadline);
   c.watchdog.async_wait([this, cp](std::error_code e) {
@@ -192,7 +195,7 @@ void Pop3Server::Watch(std::shared_ptr<Conn> cp) {
 
 awaitable<std::error_code> Pop3Server::Write(Conn& c, std::string_view data) {
   std::error_code ec;
-  c.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(config_.pop3.idle_timeout_ms);
+  c.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(c.cfg->pop3.idle_timeout_ms);
   if (c.tls) {
     co_await asio::async_write(c.stream, asio::buffer(data), asio::redirect_error(use_awaitable, ec));
   } else {
@@ -203,7 +206,7 @@ awaitable<std::error_code> Pop3Server::Write(Conn& c, std::string_view data) {
 }
 
 awaitable<size_t> Pop3Server::Read(Conn& c, std::vector<char>& buf, std::error_code& ec) {
-  c.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(config_.pop3.idle_timeout_ms);
+  c.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(c.cfg->pop3.idle_timeout_ms);
   size_t n = 0;
   if (c.tls) {
     n = co_await c.stream.async_read_some(asio::buffer(buf), asio::redirect_error(use_awaitable, ec));
@@ -226,6 +229,7 @@ awaitable<bool> Pop3Server::Handshake(std::shared_ptr<Conn> cp) {
 }
 
 Pop3Server::LoginResult Pop3Server::Login(const std::string& user, const std::string& password) {
+  const auto cfg = config_.Get();  // one snapshot: a reload may come meanwhile
   LoginResult r;
   r.result = pop3::AuthResult::kBadCredentials;
   auto name = UserName::Parse(user);
@@ -249,7 +253,7 @@ Pop3Server::LoginResult Pop3Server::Login(const std::string& user, const std::st
   // A password that verified against this very entry of this version of the
   // users file within pop3.auth_cache_ttl_ms skips the hash; anything else
   // (a wrong password included) pays it in full.
-  const std::chrono::milliseconds ttl(config_.pop3.auth_cache_ttl_ms);
+  const std::chrono::milliseconds ttl(cfg->pop3.auth_cache_ttl_ms);
   bool good = rec && credentials_.Verified(name->str(), password, rec->password_hash, users_generation, ttl);
   r.cached = good;
   if (!good) {
@@ -259,11 +263,11 @@ Pop3Server::LoginResult Pop3Server::Login(const std::string& user, const std::st
       return r;
     }
     credentials_.Remember(name->str(), password, rec->password_hash, users_generation, ttl,
-                          static_cast<size_t>(config_.pop3.auth_cache_size));
+                          static_cast<size_t>(cfg->pop3.auth_cache_size));
   }
   MailboxOptions mo;
-  mo.hostname = config_.hostname;
-  mo.lock_timeout = std::chrono::milliseconds(config_.delivery.lock_timeout_ms);
+  mo.hostname = cfg->hostname;
+  mo.lock_timeout = std::chrono::milliseconds(cfg->delivery.lock_timeout_ms);
   auto drop = pop3::Maildrop::Open(PosixFs(), JoinPath(JoinPath(data_dir_, "mail"), name->str()), mo,
                                    TakeKept(name->str()));
   if (!drop.ok()) {
@@ -311,6 +315,7 @@ void Pop3Server::Keep(const std::string& user, std::unique_ptr<Mailbox> box) {
 }
 
 std::chrono::milliseconds Pop3Server::FailureDelay(const std::string& ip) {
+  const auto cfg = config_.Get();  // one snapshot: a reload may come meanwhile
   auto now = std::chrono::steady_clock::now();
   // Forget addresses quiet for 15 minutes (also bounds the map).
   for (auto it = failures_.begin(); it != failures_.end();) {
@@ -319,7 +324,7 @@ std::chrono::milliseconds Pop3Server::FailureDelay(const std::string& ip) {
   Failures& f = failures_[ip];
   f.count = std::min(f.count + 1, 5u);
   f.last = now;
-  return std::chrono::milliseconds(config_.pop3.auth_failure_delay_ms << (f.count - 1));
+  return std::chrono::milliseconds(cfg->pop3.auth_failure_delay_ms << (f.count - 1));
 }
 
 awaitable<bool> Pop3Server::SendMessage(Conn& c, pop3::Maildrop& drop, const pop3::Event& ev,
@@ -368,8 +373,9 @@ awaitable<void> Pop3Server::Serve(tcp::socket sock, bool implicit_tls) {
   const std::string peer = ec ? "?" : ip + ":" + std::to_string(ep.port());
   const bool loopback = !ec && IsLoopback(ep.address());
   const char* proto = implicit_tls ? "pop3s" : "pop3";
-  if (sessions_ >= static_cast<size_t>(config_.pop3.max_connections) ||
-      per_ip_[ip] >= static_cast<size_t>(config_.pop3.max_connections_per_ip) || draining_) {
+  const auto cfg = config_.Get();  // this session's limits, whatever a reload does meanwhile
+  if (sessions_ >= static_cast<size_t>(cfg->pop3.max_connections) ||
+      per_ip_[ip] >= static_cast<size_t>(cfg->pop3.max_connections_per_ip) || draining_) {
     if (per_ip_[ip] == 0) per_ip_.erase(ip);
     log_.Warn(std::string("event=connection_refused protocol=") + proto + " client=" + Kv(peer) +
               " reason=" + (draining_ ? "shutting_down" : "too_many_connections"));
@@ -386,6 +392,7 @@ awaitable<void> Pop3Server::Serve(tcp::socket sock, bool implicit_tls) {
   // Shared with the watchdog's pending wait, which may run after this frame ends.
   auto cp = std::make_shared<Conn>(std::move(sock), tls_ ? *tls_ : no_tls_, io_);
   Conn& c = *cp;
+  c.cfg = cfg;
   Watch(cp);
   struct End {  // however the session ends: stop the watchdog, close the socket
     Conn& c;
@@ -422,10 +429,10 @@ awaitable<void> Pop3Server::Serve(tcp::socket sock, bool implicit_tls) {
     co_return;
   }
   pop3::Options o;
-  o.hostname = config_.hostname;
+  o.hostname = cfg->hostname;
   o.tls_available = tls_ != nullptr && !implicit_tls;
   o.tls_active = implicit_tls;
-  o.allow_plaintext_auth = loopback || config_.pop3.allow_plaintext_auth;
+  o.allow_plaintext_auth = loopback || cfg->pop3.allow_plaintext_auth;
   pop3::Session session(o, pop3::Limits{});
   const std::string session_id = "pop3-" + std::to_string(getpid()) + "." + std::to_string(id);
   std::unique_ptr<pop3::Maildrop> drop;

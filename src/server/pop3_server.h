@@ -30,9 +30,10 @@ namespace holdfast {
 
 class Pop3Server {
  public:
-  // `config` is the server's live configuration (SIGHUP replaces its value).
-  Pop3Server(asio::io_context& io, asio::thread_pool& pool, Logger& log, std::string data_dir, const Config& config,
-             UsersCache& users);
+  // `config` is the server's live configuration (SIGHUP replaces it); each
+  // session and each login works on the snapshot it took first.
+  Pop3Server(asio::io_context& io, asio::thread_pool& pool, Logger& log, std::string data_dir,
+             const LiveConfig& config, UsersCache& users);
   ~Pop3Server();
 
   // Loads the TLS certificate, if one is configured or DATA/tls/ has one,
@@ -95,10 +96,9 @@ class Pop3Server {
   asio::thread_pool& pool_;
   Logger& log_;
   const std::string data_dir_;
-  const Config& config_;
+  const LiveConfig& config_;
   UsersCache& users_;
-  // Bytes of kept mailboxes at most (read at start: pool threads must not
-  // read the configuration a reload replaces).
+  // Bytes of kept mailboxes at most (read at start, like the other caches' sizes).
   const size_t kept_budget_;
   CredentialsCache credentials_;  // logins that verified recently (pop3.auth_cache_ttl_ms)
   std::unique_ptr<asio::ssl::context> tls_;  // null: no certificate, no STLS, no POP3S

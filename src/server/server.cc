@@ -51,7 +51,8 @@ auto AsyncSubmit(Spool& spool, SpoolMessage msg, std::string durable_line, Token
 class Server {
  public:
   Server(ServeOptions opts, Logger& log)
-      : opts_(std::move(opts)), log_(log), users_(PosixFs(), opts_.data_dir), signals_(io_, SIGTERM, SIGINT, SIGHUP) {}
+      : config_(std::move(opts.config)),
+        opts_(std::move(opts)), log_(log), users_(PosixFs(), opts_.data_dir), signals_(io_, SIGTERM, SIGINT, SIGHUP) {}
 
   int Run() {
     // Ports first (they may be privileged), then the switch to the
@@ -87,19 +88,20 @@ class Server {
   // Recovery before the first connection (seed 002): every mailbox's
   // leftovers, then the spool's replay (its deliveries run in the background).
   Status Recover() {
+    const auto cfg = config_.Get();
     Fs& fs = PosixFs();
     HF_RETURN_IF_ERROR(fs.EnsureDir(opts_.data_dir));
     const std::string mail = JoinPath(opts_.data_dir, "mail");
     HF_RETURN_IF_ERROR(fs.EnsureDir(mail));
     EventLog::Options eo;
-    eo.retention_days = opts_.config.events.retention_days;
-    eo.sync_interval = std::chrono::milliseconds(opts_.config.events.sync_interval_ms);
+    eo.retention_days = cfg->events.retention_days;
+    eo.sync_interval = std::chrono::milliseconds(cfg->events.sync_interval_ms);
     HF_ASSIGN_OR_RETURN(events_, EventLog::Open(fs, JoinPath(opts_.data_dir, EventLog::kDirName), eo));
     if (pop3_) pop3_->set_events(events_.get());
     HF_ASSIGN_OR_RETURN(auto users, fs.ReadDir(mail));
     MailboxOptions mo;
-    mo.hostname = opts_.config.hostname;
-    mo.lock_timeout = std::chrono::milliseconds(opts_.config.delivery.lock_timeout_ms);
+    mo.hostname = cfg->hostname;
+    mo.lock_timeout = std::chrono::milliseconds(cfg->delivery.lock_timeout_ms);
     size_t recovered = 0;
     for (const auto& u : users) {
       if (!UserName::Parse(u).ok()) continue;
@@ -120,14 +122,14 @@ class Server {
       ++recovered;
     }
     Spool::Options so;
-    so.log.segment_bytes = static_cast<uint64_t>(opts_.config.spool.segment_bytes);
+    so.log.segment_bytes = static_cast<uint64_t>(cfg->spool.segment_bytes);
     so.mail_dir = mail;
     so.mailbox = mo;
-    so.trace = TraceOptions{opts_.config.delivery.add_return_path, opts_.config.delivery.add_delivered_to};
-    so.hostname = opts_.config.hostname;
-    so.mailbox_cache_bytes = static_cast<size_t>(opts_.config.cache.mailbox_bytes / 2);
-    so.add_received = opts_.config.delivery.add_received &&
-                      std::none_of(opts_.config.filters.chain.begin(), opts_.config.filters.chain.end(),
+    so.trace = TraceOptions{cfg->delivery.add_return_path, cfg->delivery.add_delivered_to};
+    so.hostname = cfg->hostname;
+    so.mailbox_cache_bytes = static_cast<size_t>(cfg->cache.mailbox_bytes / 2);
+    so.add_received = cfg->delivery.add_received &&
+                      std::none_of(cfg->filters.chain.begin(), cfg->filters.chain.end(),
                                    [](const FilterStep& s) { return s.kind == FilterStep::Kind::kTrace; });
     so.log_line = [this](const std::string& l) { log_.Info("event=spool " + l); };
     so.log_lines = [this](const std::vector<std::string>& ls) {
@@ -138,7 +140,7 @@ class Server {
     so.log_durable = [this](const std::vector<std::string>& ls) { log_.Lines(Logger::kInfo, ls); };
     so.events = events_.get();
     // Filter workers are this same binary, reading the same configuration.
-    so.filters = opts_.config.filters;
+    so.filters = cfg->filters;
     so.worker_argv = {"/proc/self/exe", "--data", opts_.data_dir};
     if (!opts_.config_path.empty()) {
       so.worker_argv.push_back("--config");
@@ -153,12 +155,13 @@ class Server {
   }
 
   Status Listen() {
+    const auto cfg = config_.Get();
     // Sockets systemd opened for us replace the configured listeners of
     // their kind (docs/operations.md, "Socket activation").
     HF_ASSIGN_OR_RETURN(activated_, TakeListenSockets());
     if (!activated_.empty()) return ListenActivated();
-    std::string addr = opts_.lmtp_listen.empty() ? opts_.config.lmtp.listen : opts_.lmtp_listen;
-    std::string path = opts_.lmtp_unix.empty() ? opts_.config.lmtp.unix_socket : opts_.lmtp_unix;
+    std::string addr = opts_.lmtp_listen.empty() ? cfg->lmtp.listen : opts_.lmtp_listen;
+    std::string path = opts_.lmtp_unix.empty() ? cfg->lmtp.unix_socket : opts_.lmtp_unix;
     if (addr.empty() && path.empty()) return Status::Invalid("no LMTP listener configured");
     try {
       if (!addr.empty()) {
@@ -178,7 +181,7 @@ class Server {
     } catch (const std::exception& e) {
       return Status::Io("cannot listen on " + (addr.empty() ? path : addr) + ": " + e.what());
     }
-    pop3_ = std::make_unique<Pop3Server>(io_, pool_, log_, opts_.data_dir, opts_.config, users_);
+    pop3_ = std::make_unique<Pop3Server>(io_, pool_, log_, opts_.data_dir, config_, users_);
     pop3_->on_session_end = [this] { StopIfIdle(); };
     return pop3_->Start(opts_.pop3_listen);
   }
@@ -210,7 +213,7 @@ class Server {
     } catch (const std::exception& e) {
       return Status::Invalid(std::string("socket activation: ") + e.what());
     }
-    pop3_ = std::make_unique<Pop3Server>(io_, pool_, log_, opts_.data_dir, opts_.config, users_);
+    pop3_ = std::make_unique<Pop3Server>(io_, pool_, log_, opts_.data_dir, config_, users_);
     pop3_->on_session_end = [this] { StopIfIdle(); };
     return pop3_->StartActivated(activated_["pop3"], activated_["pop3s"]);
   }
@@ -218,7 +221,8 @@ class Server {
   // `user` in the configuration: from root to that account (groups, gid,
   // uid), for good -- regaining root must fail. DATA must be its own.
   Status DropPrivileges() {
-    const std::string& name = opts_.config.user;
+    const auto cfg = config_.Get();
+    const std::string& name = cfg->user;
     if (name.empty()) {
       if (::geteuid() == 0)
         log_.Warn("event=running_as_root hint=" + Kv("set user = \"...\" in holdfast.toml to drop root once the ports are bound"));
@@ -254,10 +258,11 @@ class Server {
   // /metrics and /healthz. A failure to listen is logged, not fatal: mail
   // matters more than its gauges.
   void ListenMetrics() {
+    const auto cfg = config_.Get();
     // Under socket activation: the socket named metrics, if any.
     auto named = activated_.find("metrics");
     const std::vector<int> passed = named != activated_.end() ? named->second : std::vector<int>{};
-    std::string addr = opts_.metrics_listen.empty() ? opts_.config.metrics.listen : opts_.metrics_listen;
+    std::string addr = opts_.metrics_listen.empty() ? cfg->metrics.listen : opts_.metrics_listen;
     if (!activated_.empty()) addr = passed.empty() ? "" : "fd " + std::to_string(passed.front());
     if (addr.empty()) return;
     try {
@@ -393,7 +398,8 @@ class Server {
   }
 
   lmtp::RcptCheck Resolve(const std::string& address, lmtp::Recipient* out) {
-    auto target = lmtp::MapAddressToUser(address, opts_.config.lmtp.local_domains);
+    const auto cfg = config_.Get();
+    auto target = lmtp::MapAddressToUser(address, cfg->lmtp.local_domains);
     if (!target) return lmtp::RcptCheck::kUnknown;
     auto name = UserName::Parse(target->user);
     if (!name.ok()) return lmtp::RcptCheck::kUnknown;
@@ -408,8 +414,7 @@ class Server {
     return lmtp::RcptCheck::kOk;
   }
 
-  lmtp::Limits Limits() const {
-    const Config& c = opts_.config;
+  static lmtp::Limits Limits(const Config& c) {
     lmtp::Limits l;
     l.max_command_line = static_cast<size_t>(c.lmtp.max_command_line);
     l.max_data_line = static_cast<size_t>(c.lmtp.max_data_line);
@@ -423,12 +428,13 @@ class Server {
   template <typename Socket>
   awaitable<void> Serve(Socket sock) {
     const std::string peer = PeerOf(sock);
+    const auto cfg = config_.Get();  // this session's limits, whatever a reload does meanwhile
     if constexpr (std::is_same_v<Socket, tcp::socket>) {
       // Each reply is written whole; Nagle would only delay the next one.
       std::error_code ignore;
       sock.set_option(tcp::no_delay(true), ignore);
     }
-    if (sessions_ >= static_cast<size_t>(opts_.config.lmtp.max_connections)) {
+    if (sessions_ >= static_cast<size_t>(cfg->lmtp.max_connections)) {
       ++lmtp_refused_;
       log_.Warn("event=connection_refused client=" + Kv(peer) + " reason=too_many_connections");
       std::error_code ec;
@@ -447,11 +453,11 @@ class Server {
     } leave{this};
     log_.Info("event=connect protocol=lmtp client=" + Kv(peer));
 
-    lmtp::Session session(opts_.config.hostname, Limits(),
+    lmtp::Session session(cfg->hostname, Limits(*cfg),
                           [this](const std::string& a, lmtp::Recipient* r) { return Resolve(a, r); });
     session.set_client(peer);
     asio::steady_timer idle(io_);
-    const auto idle_after = std::chrono::milliseconds(opts_.config.lmtp.idle_timeout_ms);
+    const auto idle_after = std::chrono::milliseconds(cfg->lmtp.idle_timeout_ms);
     bool timed_out = false;
     auto arm = [&] {
       idle.expires_after(idle_after);
@@ -535,7 +541,8 @@ class Server {
   }
 
   bool Congested() {
-    const auto& c = opts_.config.spool;
+    const auto cfg = config_.Get();
+    const auto& c = cfg->spool;
     const Spool::Backlog b = spool_->backlog();  // per message: not the whole Stats with its histograms
     bool now = b.messages > static_cast<uint64_t>(c.max_backlog_messages) ||
                b.bytes > static_cast<uint64_t>(c.max_backlog_bytes);
@@ -550,8 +557,9 @@ class Server {
   // Ok once the backlog is below its bounds; kBusy if it stays above them
   // for congestion_wait_ms (or the server is draining).
   asio::awaitable<Status> WaitWhileCongested() {
+    const auto cfg = config_.Get();
     if (!Congested()) co_return Status::Ok();
-    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.config.spool.congestion_wait_ms);
+    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(cfg->spool.congestion_wait_ms);
     asio::steady_timer t(io_);
     while (std::chrono::steady_clock::now() < until && !draining_) {
       t.expires_after(std::chrono::milliseconds(20));
@@ -610,16 +618,18 @@ class Server {
       NotifyServiceManager("READY=1");
       return;
     }
-    opts_.config = std::move(fresh).value();
+    config_.Set(std::move(fresh).value());
+    const auto cfg = config_.Get();
     // At start Context::Init applied it; a reload applies it again.
-    SetPosixBatchSync(opts_.config.delivery.batch_syncfs() ? BatchSync::kSyncfs : BatchSync::kFdatasync);
-    log_.set_level(Logger::ParseLevel(opts_.config.log.level));
-    log_.set_json(opts_.config.log.format == "json");
+    SetPosixBatchSync(cfg->delivery.batch_syncfs() ? BatchSync::kSyncfs : BatchSync::kFdatasync);
+    log_.set_level(Logger::ParseLevel(cfg->log.level));
+    log_.set_json(cfg->log.format == "json");
     log_.Reopen();
     log_.Info("event=reloaded");
     NotifyServiceManager("READY=1");
   }
 
+  LiveConfig config_;  // the one configuration in force; opts_.config is moved out
   ServeOptions opts_;
   Logger& log_;
   UsersCache users_;
