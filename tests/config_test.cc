@@ -230,7 +230,7 @@ TEST(ConfigTest, FiltersDefaults) {
   EXPECT_TRUE(c.filters.chain.empty());
   EXPECT_EQ(c.filters.batch_size, 32u);
   EXPECT_EQ(c.filters.workers, 2u);
-  EXPECT_EQ(c.filters.retry_workers, 1u);
+  EXPECT_EQ(c.filters.retry_workers, 2u);
   EXPECT_EQ(c.filters.retry_nice, 10);
   EXPECT_EQ(c.filters.max_attempts, 3u);
   EXPECT_EQ(c.filters.tempfail_delay.count(), 60000);

@@ -38,9 +38,10 @@ struct FilterOptions {
   uint32_t workers = 2;           // worker processes at once
   // Solo retries of messages that failed before get slots of their own, at a
   // lower CPU priority, so a poison message costs the others one attempt, not K.
-  uint32_t retry_workers = 1;     // 0: retries share the ordinary slots
+  uint32_t retry_workers = 2;     // 0: retries share the ordinary slots
   int retry_nice = 10;            // nice value of a retry's worker and its commands
   bool retry = false;             // this worker runs retries: their timeouts forgive CPU waits
+  static constexpr int kRetryForgivenTimeouts = 1;  // ... up to one more timeout_ms
   uint32_t max_attempts = 3;      // K: solo failures before quarantine
   std::chrono::milliseconds tempfail_delay{60000};  // back-off after a temporary failure
   // Resource limits of a worker and of the commands it runs.

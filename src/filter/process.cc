@@ -396,10 +396,10 @@ Result<ProcessResult> RunProcess(const ProcessSpec& spec) {
 
   while (out_r.get() >= 0 || err_r.get() >= 0 || !exited) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0 && spec.forgive_cpu_wait) {
+    if (left <= 0 && spec.forgive_cpu_wait > 0) {
       const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
           std::chrono::nanoseconds(GroupCpuWaitNs(pid)));
-      deadline = start + spec.timeout + std::min(waited, spec.timeout * ProcessSpec::kMaxForgivenTimeouts);
+      deadline = start + spec.timeout + std::min(waited, spec.timeout * spec.forgive_cpu_wait);
       left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     }
     if (left <= 0) {

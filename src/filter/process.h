@@ -32,12 +32,11 @@ struct ProcessSpec {
   size_t max_stdout = 64u << 20;  // more is an error (`stdout_overflow`); the child is killed
   size_t max_stderr = 4096;       // more is silently cut
   int nice = 0;  // above our own: the child (and what it starts) runs at this nice value
-  // The time the child's process group spent runnable but waiting for a CPU
-  // (a lowered priority, a busy machine) moves the deadline out, by at most
-  // kMaxForgivenTimeouts more timeouts: a retry at a low priority is timed
-  // on the CPU it was given, and a loop still ends.
-  bool forgive_cpu_wait = false;
-  static constexpr int kMaxForgivenTimeouts = 3;
+  // n > 0: the time the child's process group spent runnable but waiting
+  // for a CPU (a lowered priority, a busy machine) moves the deadline out,
+  // by at most n more timeouts: a retry at a low priority is timed on the
+  // CPU it was given, and a loop still ends.
+  int forgive_cpu_wait = 0;
   // Called with the child's pid (= its process group) once it runs, so an
   // owner can kill it early (shutdown). May be empty.
   std::function<void(pid_t)> started;

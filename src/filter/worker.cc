@@ -131,7 +131,7 @@ std::optional<Verdict> RunCommandStep(const FilterOptions& opts, const FilterSte
   spec.input = st.Body();
   spec.limits = ProcessLimits{opts.memory_bytes, opts.cpu_seconds, opts.open_files};
   spec.timeout = step.timeout;
-  spec.forgive_cpu_wait = opts.retry;  // it runs at a lowered priority (docs/filters.md)
+  spec.forgive_cpu_wait = opts.retry ? FilterOptions::kRetryForgivenTimeouts : 0;  // it runs at a lowered priority (docs/filters.md)
   // A rewrite may add to the message, within reason; directives are a few lines.
   spec.max_stdout = step.rewrite ? std::max<size_t>(64u << 20, 2 * st.Body().size() + (1u << 20)) : kMaxDirectiveOutput;
   auto r = RunProcess(spec);

@@ -309,7 +309,7 @@ void Spool::RunFilterBatch(std::vector<Work>& batch, bool retry_slot) {
   if (retry_slot) {
     spec.nice = opts_.filters.retry_nice;
     spec.argv.push_back("--retry");  // its step timeouts forgive the CPU waits this costs, so must ours
-    spec.timeout += per_message * static_cast<int64_t>(run.size() * ProcessSpec::kMaxForgivenTimeouts);
+    spec.timeout += per_message * static_cast<int64_t>(run.size() * FilterOptions::kRetryForgivenTimeouts);
   }
   spec.max_stdout = 2 * input.size() + (16u << 20);
   spec.started = [this](pid_t pid) {
