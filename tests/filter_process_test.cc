@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <string>
@@ -121,7 +122,7 @@ TEST(FilterProcessTest, NiceValueReachesTheChildAndWhatItStarts) {
 TEST(FilterProcessTest, ForgivenCpuWaitMovesTheDeadlineButNotForever) {
   ProcessSpec hog = Sh("exec taskset -c 0 sh -c 'while :; do :; done'");
   hog.timeout = milliseconds(60000);
-  pid_t hog_pid = 0;
+  std::atomic<pid_t> hog_pid{0};  // set on the hog's thread
   hog.started = [&hog_pid](pid_t p) { hog_pid = p; };
   std::thread hog_thread([&] { (void)RunProcess(hog); });
   while (hog_pid == 0) std::this_thread::sleep_for(milliseconds(10));

@@ -102,7 +102,7 @@ void Spool::CommitLoop() {
     std::vector<DoneMark> marks;
     std::vector<AttemptMark> attempts;
     std::vector<OutcomeMark> outcomes;
-    bool broken, all_synced;
+    bool broken, all_synced, stopped;
     {
       std::unique_lock<std::mutex> l(mu_);
       auto has_work = [&] {
@@ -129,9 +129,10 @@ void Spool::CommitLoop() {
       // A released copy is forgotten from the quarantine once its record is
       // tracked: only when every appended record is durable too.
       all_synced = unsynced_rounds_ == 0;
+      stopped = commit_stopped_;  // read under mu_, which guards it
     }
     std::lock_guard<std::mutex> g(log_mu_);
-    if (!broken && !commit_stopped_ && all_synced &&
+    if (!broken && !stopped && all_synced &&
         std::chrono::steady_clock::now() - last_release_poll_ >= opts_.release_poll) {
       last_release_poll_ = std::chrono::steady_clock::now();
       PickUpReleased(&batch);

@@ -227,8 +227,9 @@ class Server:
         return [ln for ln in self.log_lines(since_start) if pat.search(ln)]
 
     def sanitizer_reports(self):
-        """ASan/UBSan/LSan reports in the whole log (stderr of every run)."""
-        return self.grep(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: \w+Sanitizer")
+        """ASan/UBSan/LSan/TSan reports in the whole log (stderr of every run)."""
+        return self.grep(r"ERROR: (AddressSanitizer|LeakSanitizer)|WARNING: ThreadSanitizer|runtime error:|"
+                         r"SUMMARY: \w+Sanitizer")
 
     def grep(self, regex, since_start=False):
         r = re.compile(regex)
