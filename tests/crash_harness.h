@@ -76,6 +76,22 @@ inline std::vector<IndexEntry> CheckInvariants(SimFs& fs, const Outcome& o, cons
     if (o.expunge_acked.count(id) || o.expunge_maybe.count(id)) continue;
     EXPECT_EQ(seen.count(id), 1u) << "acknowledged message lost: " << id;
   }
+  // A POP3 login's listing (from the index checkpoint when one matches)
+  // lists exactly what the whole load lists.
+  {
+    auto pop = Mailbox::OpenForListing(fs, kBox, TestOptions());
+    EXPECT_TRUE(pop.ok()) << pop.status().ToString();
+    auto refs = pop.ok() ? (*pop)->ListRefs() : Result<std::vector<MessageRef>>(pop.status());
+    EXPECT_TRUE(refs.ok()) << refs.status().ToString();
+    if (refs.ok()) {
+      EXPECT_EQ(refs->size(), list->size()) << "listing view differs from the whole index";
+      for (size_t i = 0; i < std::min(refs->size(), list->size()); ++i) {
+        EXPECT_EQ((*refs)[i].uid, (*list)[i].uid);
+        EXPECT_EQ((*refs)[i].id, (*list)[i].id);
+        EXPECT_EQ((*refs)[i].network_size, (*list)[i].network_size());
+      }
+    }
+  }
   // Recovery left nothing behind in tmp/ and the mailbox verifies.
   auto tmp = fs.ReadDir(std::string(kBox) + "/tmp");
   EXPECT_TRUE(tmp.ok() && tmp->empty()) << "tmp/ not cleaned: " << (tmp.ok() ? tmp->size() : 0) << " files";

@@ -89,6 +89,10 @@ class Fs {
   // Entry names in the directory, without "." and "..", in no given order.
   virtual Result<std::vector<std::string>> ReadDir(const std::string& path) = 0;
   virtual Result<FileInfo> Stat(const std::string& path) = 0;
+  // Names this boot of the machine ("" if unknown). A power loss can take
+  // back directory entries but not the mtimes a process saw before it, so a
+  // directory mtime remembered in a file is only evidence within one boot.
+  virtual std::string BootId() { return ""; }
 
   // flock(LOCK_EX) on `path`, creating the file if needed (never truncating),
   // waiting at most `timeout`. kBusy when the wait runs out.

@@ -183,6 +183,20 @@ class RealFs : public Fs {
     info.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
     return info;
   }
+  std::string BootId() override {
+    static const std::string id = [] {
+      std::string out;
+      int fd = ::open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+      if (fd < 0) return out;
+      char buf[64];
+      ssize_t n = ::read(fd, buf, sizeof(buf));
+      ::close(fd);
+      if (n > 0) out.assign(buf, static_cast<size_t>(n));
+      while (!out.empty() && out.back() == '\n') out.pop_back();
+      return out;
+    }();
+    return id;
+  }
   Result<std::unique_ptr<FileLock>> LockFile(const std::string& path, std::chrono::milliseconds timeout) override {
     // O_CREAT without O_TRUNC never destroys anything; the file only anchors the flock.
     int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);

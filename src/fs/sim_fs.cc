@@ -126,6 +126,7 @@ struct SimFs::Impl {
   std::vector<PendingOp> pending;
   uint64_t next_ino = kRootIno + 1, next_op_id = 1, next_owner = 1;
   int64_t clock = 0;  // logical mtime
+  uint64_t boots = 0;  // crashes survived: BootId()
   // Most recent op per entry / per file / MkDir per new directory, for deps.
   std::map<std::pair<uint64_t, std::string>, uint64_t> last_entry_op;
   std::map<uint64_t, uint64_t> last_data_op, mkdir_op;
@@ -627,6 +628,11 @@ std::vector<std::string> SimFs::PendingOps() const {
   return out;
 }
 
+std::string SimFs::BootId() {
+  std::lock_guard<std::mutex> g(impl_->mu);
+  return "sim-boot-" + std::to_string(impl_->boots);
+}
+
 std::unique_ptr<SimFs> SimFs::AfterCrash(const CrashChoice& choice) const {
   std::lock_guard<std::mutex> g(impl_->mu);
   const Impl& old = *impl_;
@@ -661,6 +667,8 @@ std::unique_ptr<SimFs> SimFs::AfterCrash(const CrashChoice& choice) const {
   fresh.durable = fresh.cur;
   fresh.next_ino = old.next_ino;  // inode numbers are never reused
   fresh.clock = old.clock;
+  // kill -9 is not a reboot; a power loss is.
+  fresh.boots = old.boots + (choice.mode == CrashChoice::Mode::kEverything ? 0 : 1);
   return fs;
 }
 

@@ -53,6 +53,9 @@ class SimFs : public Fs {
   Status SyncDir(const std::string& path) override;
   Result<std::vector<std::string>> ReadDir(const std::string& path) override;
   Result<FileInfo> Stat(const std::string& path) override;
+  // "sim-boot-N": N counts the power losses (AfterCrash other than kEverything)
+  // this machine came back from.
+  std::string BootId() override;
   Result<std::unique_ptr<FileLock>> LockFile(const std::string& path,
                                               std::chrono::milliseconds timeout) override;
 

@@ -13,7 +13,9 @@ Result<std::unique_ptr<Maildrop>> Maildrop::Open(Fs& fs, const std::string& mail
   }
   std::unique_ptr<Mailbox> box = std::move(reuse);
   if (!box || box->dir() != maildir) {
-    HF_ASSIGN_OR_RETURN(box, Mailbox::Open(fs, maildir, std::move(opts)));
+    // From the index checkpoint when there is a good one: a fresh process
+    // then lists without replaying the journal (docs/storage.md).
+    HF_ASSIGN_OR_RETURN(box, Mailbox::OpenForListing(fs, maildir, std::move(opts)));
   }
   HF_ASSIGN_OR_RETURN(auto entries, box->ListRefs());
   return std::unique_ptr<Maildrop>(

@@ -211,7 +211,10 @@ Status Mailbox::Create(Fs& fs, const std::string& dir) {
   return fs.SyncDir(DirName(dir));
 }
 
-size_t Mailbox::MemoryEstimate() const { return kFixedBytes + state_.live().size() * kBytesPerMessage; }
+size_t Mailbox::MemoryEstimate() const {
+  const size_t per_message = (state_.live().size() + view_added_.size()) * kBytesPerMessage;
+  return kFixedBytes + (view_ ? view_->bytes() : 0) + per_message;
+}
 
 Status Mailbox::CheckMaildir(Fs& fs, const std::string& dir) {
   for (const char* sub : {"tmp", "new", "cur"}) {
@@ -239,6 +242,19 @@ Result<std::unique_ptr<Mailbox>> Mailbox::OpenForDelivery(Fs& fs, const std::str
   HF_RETURN_IF_ERROR(box->LoadJournal());
   HF_RETURN_IF_ERROR(box->RecoverTmp());
   if (!box->tail_only_) HF_RETURN_IF_ERROR(box->FinishRequestedExpunges());
+  return box;
+}
+
+Result<std::unique_ptr<Mailbox>> Mailbox::OpenForListing(Fs& fs, const std::string& dir, MailboxOptions opts) {
+  HF_RETURN_IF_ERROR(CheckMaildir(fs, dir));
+  std::unique_ptr<Mailbox> box(new Mailbox(fs, dir, std::move(opts)));
+  HF_ASSIGN_OR_RETURN(Lock lock, box->fs_.LockFile(box->Path(kLockFile), box->opts_.lock_timeout));
+  (void)box->AdoptCheckpoint();
+  HF_RETURN_IF_ERROR(box->LoadJournal());
+  HF_RETURN_IF_ERROR(box->RecoverTmp());
+  // A view holds no pending expunge (a checkpoint is written without one, a
+  // later ExpungeRequest ends the view): without one there is nothing to finish.
+  if (!box->view_) HF_RETURN_IF_ERROR(box->FinishRequestedExpunges());
   return box;
 }
 
@@ -276,15 +292,8 @@ bool Mailbox::AdoptSummary() {
   const uint32_t head_crc = d.U32();
   const uint32_t uid_next = d.U32();
   if (!d.done() || version != kSummaryVersion || offset < kHeaderFrameSize || uid_next == 0) return false;
-  auto info = fs_.Stat(Path(kIndexFile));
-  if (!info.ok() || info->inode != inode || info->size < offset) return false;
-  auto journal = fs_.OpenAppend(Path(kIndexFile));
+  auto journal = OpenJournalMatching(inode, offset, head_crc);
   if (!journal.ok()) return false;
-  // A compaction writes a new Header (its own created_ms): a journal that
-  // reuses the old inode number still has another first frame.
-  std::string head(kHeaderFrameSize, '\0');
-  auto n = (*journal)->ReadAt(0, head.data(), head.size());
-  if (!n.ok() || *n != head.size() || Crc32c(head) != head_crc) return false;
   journal_ = std::move(journal).value();
   journal_inode_ = inode;
   journal_offset_ = offset;
@@ -294,17 +303,35 @@ bool Mailbox::AdoptSummary() {
   return true;
 }
 
-void Mailbox::WriteSummary() {
-  if (journal_inode_ == 0 || journal_inode_ != synced_inode_ || journal_offset_ != synced_offset_) return;
+Result<std::unique_ptr<File>> Mailbox::OpenJournalMatching(uint64_t inode, uint64_t offset, uint32_t head_crc) {
+  HF_ASSIGN_OR_RETURN(FileInfo info, fs_.Stat(Path(kIndexFile)));
+  if (info.inode != inode || info.size < offset) return Status::NotFound("another journal");
+  HF_ASSIGN_OR_RETURN(auto journal, fs_.OpenAppend(Path(kIndexFile)));
+  // A compaction writes a new Header (its own created_ms): a journal that
+  // reuses the old inode number still has another first frame.
+  std::string head(kHeaderFrameSize, '\0');
+  HF_ASSIGN_OR_RETURN(size_t n, journal->ReadAt(0, head.data(), head.size()));
+  if (n != head.size() || Crc32c(head) != head_crc) return Status::NotFound("another journal");
+  return journal;
+}
+
+Result<uint32_t> Mailbox::HeadCrc() {
   if (head_crc_inode_ != journal_inode_) {
     std::string head(kHeaderFrameSize, '\0');
-    auto n = journal_->ReadAt(0, head.data(), head.size());
-    if (!n.ok() || *n != head.size()) return;
+    HF_ASSIGN_OR_RETURN(size_t n, journal_->ReadAt(0, head.data(), head.size()));
+    if (n != head.size()) return Status::Corrupt("journal shorter than its header");
     head_crc_ = Crc32c(head);
     head_crc_inode_ = journal_inode_;
   }
+  return head_crc_;
+}
+
+void Mailbox::WriteSummary() {
+  if (journal_inode_ == 0 || journal_inode_ != synced_inode_ || journal_offset_ != synced_offset_) return;
+  auto head_crc = HeadCrc();
+  if (!head_crc.ok()) return;
   Encoder e;
-  e.U32(kSummaryVersion).U64(journal_inode_).U64(journal_offset_).U32(head_crc_).U32(NextUid());
+  e.U32(kSummaryVersion).U64(journal_inode_).U64(journal_offset_).U32(*head_crc).U32(NextUid());
   const std::string tmp = Path(std::string(kSummaryFile) + ".new");
   (void)fs_.Unlink(tmp);  // a leftover; we hold the lock
   auto file = fs_.CreateExclusive(tmp, 0600);
@@ -316,8 +343,10 @@ void Mailbox::WriteSummary() {
 }
 
 void Mailbox::LoadWholeJournalNextTime() {
-  if (!tail_only_) return;
+  if (!tail_only_ && !view_) return;
   tail_only_ = false;
+  view_.reset();
+  view_added_.clear();
   journal_inode_ = 0;  // LoadJournal starts over from offset 0
   journal_offset_ = 0;
   state_ = MailboxIndex();
@@ -356,6 +385,212 @@ Status Mailbox::LoadJournalTail() {
   return Status::Ok();
 }
 
+// ------------------------------------------------- the index checkpoint
+//
+// holdfast.index.checkpoint (store/index_checkpoint.h, docs/storage.md):
+// the listing as of one journal offset, with the stamps of new/ and cur/
+// from the quiet scan that matched it. Lost, torn, stale, from another boot
+// or contradicted by the directories, it only sends the listing the whole way.
+
+namespace {
+// A view takes at most this many Adds after its checkpoint (or an eighth of
+// it) before the whole load, whose listing writes a new one, is cheaper.
+constexpr size_t kViewMaxAdded = 4096;
+// A full listing rewrites a checkpoint this far behind the journal even if
+// the directories did not move.
+constexpr uint64_t kCheckpointSlack = 64 << 10;
+}  // namespace
+
+Result<DirStamps> Mailbox::StampDirs() {
+  HF_ASSIGN_OR_RETURN(FileInfo n, fs_.Stat(Path("new")));
+  HF_ASSIGN_OR_RETURN(FileInfo c, fs_.Stat(Path("cur")));
+  return DirStamps{n.inode, n.mtime_ns, c.inode, c.mtime_ns, fs_.BootId()};
+}
+
+bool Mailbox::AdoptCheckpoint() {
+  auto loaded = IndexCheckpoint::Load(fs_, Path(kCheckpointFile));
+  if (!loaded.ok()) return false;
+  const CheckpointHead& h = (*loaded)->head();
+  // Directory stamps of another boot prove nothing (Fs::BootId).
+  if (h.stamps.boot_id.empty() || h.stamps.boot_id != fs_.BootId()) return false;
+  if (h.uidvalidity == 0 || h.journal_offset < kHeaderFrameSize) return false;
+  const size_t n = (*loaded)->size();
+  if (n > 0 && (*loaded)->At(n - 1).uid >= h.uid_next) return false;
+  auto journal = OpenJournalMatching(h.journal_inode, h.journal_offset, h.head_crc);
+  if (!journal.ok()) return false;
+  journal_ = std::move(journal).value();
+  journal_inode_ = h.journal_inode;
+  journal_offset_ = h.journal_offset;
+  head_crc_inode_ = h.journal_inode;
+  head_crc_ = h.head_crc;
+  view_uid_next_ = h.uid_next;
+  checkpoint_known_ = h;
+  view_ = std::move(loaded).value();
+  return true;
+}
+
+Status Mailbox::LoadViewTail() {
+  auto whole = [this] {
+    LoadWholeJournalNextTime();
+    return LoadJournal();
+  };
+  auto info = fs_.Stat(Path(kIndexFile));
+  if (!info.ok() || info->inode != journal_inode_ || info->size < journal_offset_) return whole();
+  if (info->size == journal_offset_) return Status::Ok();
+  std::string tail(info->size - journal_offset_, '\0');
+  HF_ASSIGN_OR_RETURN(size_t n, journal_->ReadAt(journal_offset_, tail.data(), tail.size()));
+  tail.resize(n);
+  ParsedLog parsed = ParseRecordLog(tail);
+  if (parsed.tail == ParsedLog::Tail::kCorrupt) return whole();  // the whole load salvages
+  std::vector<IndexEntry> added;
+  uint32_t next = view_uid_next_;
+  auto find = [&](uint32_t uid) -> IndexEntry* {
+    for (auto* v : {&added, &view_added_}) {
+      for (auto& e : *v) {
+        if (e.uid == uid) return &e;
+      }
+    }
+    return nullptr;
+  };
+  for (const LogRecord& rec : parsed.records) {
+    auto r = IndexRecord::Decode(rec.type, rec.payload);
+    if (!r.ok()) return whole();
+    switch (r->type) {
+      case RecordType::kAdd:
+        // Deliveries' Adds only: above every UID so far, so never a second
+        // copy of a uid; anything else (a scan's re-adds) is the whole load's.
+        if (r->entry.uid < next || r->entry.name.empty() || r->entry.name.find('/') != std::string::npos) {
+          return whole();
+        }
+        next = r->entry.uid + 1;
+        added.push_back(std::move(r->entry));
+        break;
+      case RecordType::kConfirm:
+        if (IndexEntry* e = find(r->uid)) e->confirmed = true;  // checkpoint entries are confirmed already
+        break;
+      case RecordType::kUidNext:
+        next = std::max(next, r->uid);
+        break;
+      default:  // a rename, removal or expunge: the whole load and scan sort it out
+        return whole();
+    }
+  }
+  if (view_added_.size() + added.size() > std::max(kViewMaxAdded, view_->size() / 8)) return whole();
+  for (auto& e : added) view_added_.push_back(std::move(e));
+  view_uid_next_ = next;
+  journal_offset_ += parsed.valid_end;
+  if (parsed.tail == ParsedLog::Tail::kTorn) return CutTornTail(n - parsed.valid_end);
+  return Status::Ok();
+}
+
+Result<bool> Mailbox::ListFromView(std::vector<MessageRef>* out) {
+  HF_ASSIGN_OR_RETURN(Lock lock, LockAndLoad());
+  if (!view_) return false;
+  auto leave = [this] {
+    LoadWholeJournalNextTime();
+    return false;
+  };
+  const DirStamps& was = view_->head().stamps;
+  HF_ASSIGN_OR_RETURN(DirStamps now, StampDirs());
+  // cur/ as the checkpoint's scan left it: nothing created, renamed or
+  // removed there since (each moves its mtime past a quiet stamp).
+  if (now.cur_inode != was.cur_inode || now.cur_mtime_ns != was.cur_mtime_ns) return leave();
+  bool scan_new = now.new_inode != was.new_inode || now.new_mtime_ns != was.new_mtime_ns;
+  for (const IndexEntry& e : view_added_) {
+    if (e.dir == MaildirDir::kCur) return leave();  // cur/ is only ever read by the whole scan
+    scan_new = true;  // an Add is provisional until a scan sees its file
+  }
+  if (scan_new) {
+    // new/ must hold exactly the view's new/ messages, under their names;
+    // any difference, or new/ changing during the pass, is the whole scan's.
+    HF_ASSIGN_OR_RETURN(auto names, fs_.ReadDir(Path("new")));
+    HF_ASSIGN_OR_RETURN(DirStamps after, StampDirs());
+    if (after != now) return leave();
+    std::unordered_map<std::string, std::string> expect;  // base -> name
+    auto want = [&expect](std::string name) {
+      std::string base = name.substr(0, name.find(':'));
+      return expect.emplace(std::move(base), std::move(name)).second;
+    };
+    for (size_t i = 0; i < view_->size(); ++i) {
+      if (view_->At(i).dir != MaildirDir::kNew) continue;
+      auto name = view_->Name(i);
+      if (!name.ok() || !want(std::move(name).value())) return leave();
+    }
+    for (const IndexEntry& e : view_added_) {
+      if (!want(e.name)) return leave();
+    }
+    size_t seen = 0;
+    for (const std::string& n : names) {
+      auto parsed = ParseMaildirName(n);
+      if (!parsed) continue;
+      auto it = expect.find(parsed->base);
+      if (it == expect.end() || it->second != n) return leave();
+      ++seen;
+    }
+    if (seen != expect.size()) return leave();
+    std::vector<IndexRecord> confirms;
+    for (const IndexEntry& e : view_added_) {
+      if (e.confirmed) continue;
+      IndexRecord c;
+      c.type = RecordType::kConfirm;
+      c.uid = e.uid;
+      confirms.push_back(c);
+    }
+    // Synced before the listing goes out, as CatchUpWithDirectory's records.
+    Status s = Log(confirms, true);
+    if (!s.ok()) return leave();
+  }
+  out->reserve(view_->size() + view_added_.size());
+  for (size_t i = 0; i < view_->size(); ++i) {
+    const CheckpointEntry c = view_->At(i);
+    out->push_back(MessageRef{c.uid, c.id, c.network_size});
+  }
+  for (const IndexEntry& e : view_added_) out->push_back(MessageRef{e.uid, e.id, e.network_size()});
+  return true;
+}
+
+void Mailbox::MaybeWriteCheckpoint() {
+  if (tail_only_ || view_ || !scanned_at_ || !state_.AllConfirmed()) return;
+  if (state_.live().size() < opts_.checkpoint_min_messages) return;
+  // Only what is durable in the journal: a crash never leaves a checkpoint
+  // ahead of it (as for the summary).
+  if (journal_inode_ == 0 || journal_inode_ != synced_inode_ || journal_offset_ != synced_offset_) return;
+  auto stamps = StampDirs();
+  if (!stamps.ok() || stamps->boot_id.empty()) return;
+  // The directories as the quiet scan saw them, or the stamps would vouch for more.
+  if (std::make_pair(stamps->new_mtime_ns, stamps->cur_mtime_ns) != *scanned_at_) return;
+  if (checkpoint_known_ && checkpoint_known_->journal_inode == journal_inode_ &&
+      checkpoint_known_->stamps == *stamps && journal_offset_ - checkpoint_known_->journal_offset < kCheckpointSlack) {
+    return;
+  }
+  for (const auto& [uid, e] : state_.live()) {
+    if (e.expunge_requested) return;  // recovery's, in the next full open
+  }
+  auto head_crc = HeadCrc();
+  if (!head_crc.ok()) return;
+  CheckpointHead h;
+  h.journal_inode = journal_inode_;
+  h.journal_offset = journal_offset_;
+  h.head_crc = *head_crc;
+  h.uidvalidity = state_.uidvalidity();
+  h.uid_next = std::max(state_.uid_next(), uid_floor_ + 1);
+  h.stamps = *stamps;
+  const std::string tmp = Path(std::string(kCheckpointFile) + ".new");
+  (void)fs_.Unlink(tmp);  // a leftover; we hold the lock
+  auto file = fs_.CreateExclusive(tmp, 0600);
+  if (!file.ok()) return;
+  // No fsync: a hint. After a power loss its boot id no longer matches, and
+  // a torn one fails its CRCs.
+  Status s = (*file)->Append(EncodeCheckpoint(h, state_.live()));
+  file->reset();
+  if (s.ok()) s = fs_.Rename(tmp, Path(kCheckpointFile));
+  if (!s.ok()) {
+    (void)fs_.Unlink(tmp);
+    return;
+  }
+  checkpoint_known_ = h;
+}
+
 Status Mailbox::CutTornTail(uint64_t torn_bytes) {
   // The last append was cut by a crash: it was never acknowledged.
   HF_RETURN_IF_ERROR(journal_->Truncate(journal_offset_));
@@ -370,6 +605,7 @@ Status Mailbox::CutTornTail(uint64_t torn_bytes) {
 // missing or damaged journal. Caller holds the lock, so no one is appending.
 Status Mailbox::LoadJournal() {
   if (tail_only_) return LoadJournalTail();
+  if (view_) return LoadViewTail();
   const std::string path = Path(kIndexFile);
   auto info = fs_.Stat(path);
   if (!info.ok() && info.status().kind() == Status::Kind::kNotFound) {
@@ -486,6 +722,13 @@ Status Mailbox::Log(const std::vector<IndexRecord>& records, bool sync) {
     // Only CommitAll logs in this mode: Add records.
     for (const auto& r : records) {
       if (r.type == RecordType::kAdd) tail_uid_next_ = std::max(tail_uid_next_, r.entry.uid + 1);
+    }
+  } else if (view_) {
+    // Only ListFromView logs in this mode: Confirms of the Adds after the checkpoint.
+    for (const auto& r : records) {
+      for (auto& e : view_added_) {
+        if (r.type == RecordType::kConfirm && e.uid == r.uid) e.confirmed = true;
+      }
     }
   } else {
     for (const auto& r : records) HF_RETURN_IF_ERROR(state_.Apply(r));
@@ -754,6 +997,7 @@ std::vector<Result<DeliveredMessage>> Mailbox::CommitAll(const std::vector<Deliv
   };
   std::vector<DeliveredMessage> made;
   bool touched[2] = {false, false};  // new/, cur/: which directories get an entry
+  if (view_) LoadWholeJournalNextTime();  // a listing view knows no tombstones or gone names
   {
     auto lock = LockAndLoad();
     if (!lock.ok()) return fail_all(lock.status());
@@ -857,6 +1101,7 @@ Status Mailbox::CatchUpForListing() {
   if (journal_offset_ > (64u << 10) && journal_offset_ > 4 * 160 * (state_.live().size() + 1)) {
     (void)WriteNewJournal(state_);  // an optimisation: if it fails, the old journal stays
   }
+  MaybeWriteCheckpoint();
   return Status::Ok();
 }
 
@@ -871,8 +1116,13 @@ Result<std::vector<IndexEntry>> Mailbox::List() {
 }
 
 Result<std::vector<MessageRef>> Mailbox::ListRefs() {
-  HF_RETURN_IF_ERROR(CatchUpForListing());
   std::vector<MessageRef> out;
+  if (view_) {
+    HF_ASSIGN_OR_RETURN(bool served, ListFromView(&out));
+    if (served) return out;
+    out.clear();
+  }
+  HF_RETURN_IF_ERROR(CatchUpForListing());
   out.reserve(state_.live().size());
   for (const auto& [uid, e] : state_.live()) {
     if (!e.expunge_requested) out.push_back(MessageRef{e.uid, e.id, e.network_size()});
@@ -881,6 +1131,18 @@ Result<std::vector<MessageRef>> Mailbox::ListRefs() {
 }
 
 Result<std::string> Mailbox::PathOf(uint32_t uid, const MessageId& id) const {
+  if (view_) {
+    for (const IndexEntry& e : view_added_) {
+      if (e.uid == uid && e.id == id) return e.Path(dir_);
+    }
+    auto at = view_->Find(uid);
+    if (at && view_->At(*at).id == id) {
+      const CheckpointEntry c = view_->At(*at);
+      HF_ASSIGN_OR_RETURN(std::string name, view_->Name(*at));
+      return JoinPath(JoinPath(dir_, SubdirName(c.dir)), name);
+    }
+    return Status::NotFound("uid " + std::to_string(uid) + " is no longer in the mailbox");
+  }
   const IndexEntry* e = state_.FindUid(uid);
   if (e == nullptr || e->id != id || e->expunge_requested) {
     return Status::NotFound("uid " + std::to_string(uid) + " is no longer in the mailbox");

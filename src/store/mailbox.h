@@ -26,6 +26,7 @@
 
 #include "core/message_id.h"
 #include "fs/fs.h"
+#include "store/index_checkpoint.h"
 #include "store/mailbox_index.h"
 #include "util/checksum.h"
 
@@ -34,6 +35,9 @@ namespace holdfast {
 struct MailboxOptions {
   std::string hostname = "localhost";
   std::chrono::milliseconds lock_timeout{30000};
+  // A full listing of at least this many messages leaves an index
+  // checkpoint for the next process's OpenForListing (docs/storage.md).
+  size_t checkpoint_min_messages = 1000;
 };
 
 struct DeliveredMessage {
@@ -113,6 +117,9 @@ class Mailbox {
   // A hint that lets a delivery skip reading the whole journal
   // (docs/storage.md, "The index summary"); never needed for correctness.
   static constexpr const char* kSummaryFile = "holdfast.index.summary";
+  // A hint that lets a fresh process list without replaying the journal or
+  // scanning an unchanged directory (docs/storage.md, "The index checkpoint").
+  static constexpr const char* kCheckpointFile = "holdfast.index.checkpoint";
 
   // Makes `dir` a Maildir (dir, tmp/, new/, cur/) if it is not one yet, durably.
   static Status Create(Fs& fs, const std::string& dir);
@@ -126,6 +133,15 @@ class Mailbox {
   static Result<std::unique_ptr<Mailbox>> OpenForDelivery(Fs& fs, const std::string& dir, MailboxOptions opts);
   // Whether this object reads only the journal's tail (a test hook).
   bool reads_tail_only() const { return tail_only_; }
+  // Opens it for ListRefs/PathOf (a POP3 maildrop): with a valid checkpoint,
+  // only the journal's records after it are read, and a listing reads new/
+  // or cur/ only if its stamp moved -- and leaves this mode for the whole
+  // load and scan if anything there is not what the checkpoint and those
+  // records say. Recovery runs as in Open. Any other method first loads the
+  // whole journal; Knows() needs Open.
+  static Result<std::unique_ptr<Mailbox>> OpenForListing(Fs& fs, const std::string& dir, MailboxOptions opts);
+  // Whether this object still lists from a checkpoint (a test hook).
+  bool reads_checkpoint() const { return view_ != nullptr; }
 
   // `id` is given when the message already has one (from the spool), so a
   // replay can recognise it; otherwise a new one is generated.
@@ -169,7 +185,7 @@ class Mailbox {
   static constexpr size_t kFixedBytes = 16 << 10;
   static constexpr size_t kBytesPerMessage = 1200;
 
-  uint32_t uidvalidity() const { return state_.uidvalidity(); }
+  uint32_t uidvalidity() const { return view_ ? view_->head().uidvalidity : state_.uidvalidity(); }
   const std::string& dir() const { return dir_; }
   // What the last recovery did, one line each (for logs and fsck).
   const std::vector<std::string>& recovery_log() const { return recovery_log_; }
@@ -193,7 +209,26 @@ class Mailbox {
   // Best effort, after the journal was synced: a lost or stale summary only
   // costs the next delivery a whole read.
   void WriteSummary();
-  uint32_t NextUid() const { return tail_only_ ? tail_uid_next_ : state_.uid_next(); }
+  uint32_t NextUid() const {
+    return tail_only_ ? tail_uid_next_ : view_ ? view_uid_next_ : state_.uid_next();
+  }
+  // Opens the journal if it has this inode, is at least `offset` long and
+  // its first frame has CRC `head_crc` (what a summary or checkpoint names).
+  Result<std::unique_ptr<File>> OpenJournalMatching(uint64_t inode, uint64_t offset, uint32_t head_crc);
+  // The CRC of the open journal's first frame (its Header).
+  Result<uint32_t> HeadCrc();
+  // Listing mode: adopts the checkpoint if it matches the journal and this boot.
+  bool AdoptCheckpoint();
+  // Listing mode: the records after the checkpoint (Add, Confirm, UidNext);
+  // anything else leaves the mode and loads the whole journal.
+  Status LoadViewTail();
+  // Listing mode: the listing, if the directories agree with the view;
+  // false (and out of the mode) if they do not.
+  Result<bool> ListFromView(std::vector<MessageRef>* out);
+  Result<DirStamps> StampDirs();
+  // After a full listing: a new checkpoint when the one this process knows
+  // of is for another journal, other directory stamps, or far behind.
+  void MaybeWriteCheckpoint();
   // Cuts a torn journal tail at journal_offset_ (never acknowledged).
   Status CutTornTail(uint64_t torn_bytes);
   Status RebuildFrom(MailboxIndex salvaged, const std::string& why);
@@ -232,6 +267,12 @@ class Mailbox {
   uint32_t tail_uid_next_ = 0;
   uint64_t head_crc_inode_ = 0;  // the journal whose first frame head_crc_ is
   uint32_t head_crc_ = 0;
+  // Listing mode (OpenForListing): state_ is empty; the checkpoint, the Adds
+  // after it in the journal and the next UID are what counts.
+  std::unique_ptr<IndexCheckpoint> view_;
+  std::vector<IndexEntry> view_added_;
+  uint32_t view_uid_next_ = 0;
+  std::optional<CheckpointHead> checkpoint_known_;  // the one this process last wrote or adopted
   std::vector<std::string> recovery_log_;
   std::vector<MessageId> recovery_expunged_;
 };
