@@ -13,7 +13,7 @@
 #     gets two numbers: "acked/s" (smtp-source's wall time) and
 #     "in mailbox/s" (until DATA/mail/USER/new holds every message).
 #   - Dovecot LMTP replies 250 after its own delivery into the Maildir,
-#     with mail_fsync = optimized (as issue 3 specifies: the mail file is
+#     with mail_fsync = optimized (Dovecot's default: the mail file is
 #     fsynced, index files are not; DOVECOT_FSYNC=always to compare); its one
 #     rate is both.
 #

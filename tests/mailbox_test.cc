@@ -320,7 +320,8 @@ TEST_F(MailboxTest, ExpungeChecksIdentityAndIsIdempotent) {
   auto box = OpenBox(fs_);
   auto a = Put(*box, "Subject: a\n\n");
   auto b = Put(*box, "Subject: b\n\n");
-  // Seed 000: a stale request naming uid 1 with another message's id does nothing.
+  // A stale request naming uid 1 with another message's id (a reused name) must not
+  // delete that message: it does nothing.
   Status wrong = box->Expunge({{a.uid, b.id}});
   EXPECT_EQ(wrong.kind(), Status::Kind::kInvalid);
   EXPECT_EQ(box->List()->size(), 2u);

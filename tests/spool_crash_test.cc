@@ -963,7 +963,7 @@ TEST(SpoolCrash, ReplayOfExpungedMessageIsCrashSafe) {
 }
 
 
-// ------------------------------------------------- The filter stage (issue 4)
+// ------------------------------------------------------ The filter stage
 
 // A filter chain of one real command: mail marked JUNK goes to the Junk
 // folder, QUARANTINE asks for the quarantine, POISON dies by SIGSEGV

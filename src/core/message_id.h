@@ -1,5 +1,6 @@
-// MessageId: the identity of one message everywhere in holdfast (seed 000:
-// names built from inodes or PIDs get reused; this never is).
+// MessageId: the identity of one message everywhere in holdfast. Names built
+// from inodes or PIDs get reused, and a late delete of a reused name removes
+// another message; this one is never reused.
 //
 // 128 bits: 48 bits of milliseconds since the Unix epoch, then 80 bits from
 // the kernel CSPRNG (getrandom). Within one process, IDs made in the same

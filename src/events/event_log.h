@@ -1,8 +1,8 @@
 // EventLog: the durable, append-only record of what happened to each message
 // (accepted, filtered, quarantined, delivered, retrieved, deleted, touched by
-// recovery), which `holdfast trace` reads back. Seed 002's reader found his
-// lost mail only after days of log-surfing; this answers "where is it?" from
-// records written at each state change, not from text logs.
+// recovery), which `holdfast trace` reads back. Finding a lost message must
+// not take days of log-surfing across a crash; this answers "where is it?"
+// from records written at each state change, not from text logs.
 //
 // Files: DATA/events/YYYYMMDD-HHMMSS-PID-SEQ.events, CRC-framed records
 // (util/record_log.h), one writer process per file, so processes never share

@@ -1,8 +1,9 @@
-// The filter stage (issue 4, seed 003): between the spool and the
-// mailboxes, a chain of content filters runs in worker processes the daemon
-// does not trust. This header holds what the daemon (filter/supervisor.h),
-// the worker (`holdfast filter-worker`, filter/worker.h) and the
-// configuration share. docs/filters.md is the manual.
+// The filter stage: between the spool and the mailboxes, a chain of content
+// filters runs in worker processes the daemon does not trust, so a message
+// that crashes or hangs a filter costs only itself a retry. This header
+// holds what the daemon (filter/supervisor.h), the worker (`holdfast
+// filter-worker`, filter/worker.h) and the configuration share.
+// docs/filters.md is the manual.
 #pragma once
 
 #include <chrono>

@@ -215,7 +215,8 @@ std::optional<Verdict> RunRspamdStep(const FilterStep& step, ChainState& st) {
     std::string_view why = reply.status().message();
     if (why.starts_with("rspamd: ")) why.remove_prefix(8);  // the step name says it
     // Only a reply that makes no sense is held against the message; a
-    // scanner that is down, slow or refusing is a temporary failure (issue 4).
+    // scanner that is down, slow or refusing is a temporary failure: an
+    // outage of the scanner must not send messages to the quarantine.
     if (reply.status().kind() == Status::Kind::kCorrupt)
       return Stop(st, Verdict::Kind::kFailed, step.name + ": bad reply: " + std::string(why));
     return Stop(st, Verdict::Kind::kTempFail, step.name + ": unavailable: " + std::string(why));

@@ -1,7 +1,7 @@
 // The filter worker: the process (`holdfast filter-worker`) that runs the
 // chain of FilterOptions on a batch. The daemon forks it per batch and trusts
 // none of what it does: it may crash, hang or babble, and only the verdicts
-// it got out before that count (seed 003). docs/filters.md is the manual.
+// it got out before that count. docs/filters.md is the manual.
 #pragma once
 
 #include "filter/filter.h"

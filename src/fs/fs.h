@@ -54,7 +54,7 @@ class File {
 };
 
 // A held flock(2) lock on a lock file. Released when destroyed, and by the
-// kernel when the holder dies: no stale lock files (seed 002).
+// kernel when the holder dies: no stale lock file ever locks anyone out.
 class FileLock {
  public:
   virtual ~FileLock() = default;
@@ -64,8 +64,8 @@ class Fs {
  public:
   virtual ~Fs() = default;
 
-  // open(O_CREAT|O_EXCL|O_RDWR): never overwrites (seed 002). kExists if the
-  // name is taken.
+  // open(O_CREAT|O_EXCL|O_RDWR): never overwrites, so a file a crash left
+  // behind survives. kExists if the name is taken.
   virtual Result<std::unique_ptr<File>> CreateExclusive(const std::string& path, int mode = 0600) = 0;
   // Opens an existing file for reading, or reading and appending.
   virtual Result<std::unique_ptr<File>> OpenRead(const std::string& path) = 0;

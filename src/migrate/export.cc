@@ -84,7 +84,7 @@ Status Finish(Fs& fs, const std::string& dest, std::vector<Pending>* pending, Ex
   for (const Status& s : fs.SyncDataAll(files)) HF_RETURN_IF_ERROR(s);
   for (auto& p : *pending) {
     p.file.reset();
-    HF_RETURN_IF_ERROR(fs.Link(p.tmp, p.final));  // link: never replaces a name (seed 002)
+    HF_RETURN_IF_ERROR(fs.Link(p.tmp, p.final));  // link: never replaces a file already there
     HF_RETURN_IF_ERROR(fs.Unlink(p.tmp));
   }
   for (const char* sub : {"new", "cur", "tmp"}) HF_RETURN_IF_ERROR(fs.SyncDir(JoinPath(dest, sub)));

@@ -3,8 +3,9 @@
 //
 // The messages are copied as stored, byte for byte, in UID order, each
 // checked against the index's size and SHA-256 on the way (a damaged copy is
-// reported, never exported). Every file is created exclusively (seed 002) and
-// synced before the export reports success; the mailbox is only read.
+// reported, never exported). Every file is created exclusively (it never
+// replaces a file already there) and synced before the export reports
+// success; the mailbox is only read.
 #pragma once
 
 #include <cstdint>

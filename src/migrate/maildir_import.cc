@@ -147,7 +147,8 @@ Status ImportMaildir(Fs& fs, const std::string& source, Mailbox& box, const Mail
   std::sort(report->subfolders.begin(), report->subfolders.end());
 
   // Two imports into one mailbox could both see a message missing and both
-  // deliver it: one at a time (a lock dies with its holder, seed 002).
+  // deliver it: one at a time (a lock dies with its holder, so a killed
+  // import never locks out the next).
   auto lock = fs.LockFile(JoinPath(box.dir(), "holdfast-import.lock"), std::chrono::milliseconds(0));
   if (!lock.ok()) {
     if (lock.status().kind() == Status::Kind::kBusy) {

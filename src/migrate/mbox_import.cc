@@ -113,7 +113,8 @@ MessageId MboxMessageId(const std::array<uint8_t, 32>& anchor, uint64_t offset,
 Status ImportMbox(Fs& fs, File& source, uint64_t size, Mailbox& box, const MboxImportOptions& opts,
                   MboxImportReport* report) {
   // Two imports into one mailbox could both see a message missing and both
-  // deliver it: one at a time (a lock dies with its holder, seed 002).
+  // deliver it: one at a time (a lock dies with its holder, so a killed
+  // import never locks out the next).
   auto lock = fs.LockFile(JoinPath(box.dir(), "holdfast-import.lock"), std::chrono::milliseconds(0));
   if (!lock.ok()) {
     if (lock.status().kind() == Status::Kind::kBusy) {

@@ -2,7 +2,7 @@
 // "maildrop"), from login to QUIT.
 //
 // Open() takes the user's POP3 lock (a flock that dies with its holder, so no
-// stale lock ever locks a user out: seed 002) and snapshots the mailbox from
+// stale lock ever locks a user out) and snapshots the mailbox from
 // its index. The session reads messages through it and never moves, copies
 // or rewrites anything; only Commit() changes the mailbox, through the
 // store's identity-checked, two-phase expunge (docs/storage.md), so a crash

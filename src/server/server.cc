@@ -85,8 +85,9 @@ class Server {
   }
 
  private:
-  // Recovery before the first connection (seed 002): every mailbox's
-  // leftovers, then the spool's replay (its deliveries run in the background).
+  // Recovery before the first connection, so no session ever sees or
+  // overwrites what a crash left half done: every mailbox's leftovers, then
+  // the spool's replay (its deliveries run in the background).
   Status Recover() {
     const auto cfg = config_.Get();
     Fs& fs = PosixFs();
@@ -510,8 +511,10 @@ class Server {
         // client (we read nothing more from it) and then turn it away.
         Status st = co_await WaitWhileCongested();
         const bool turned_away = !st.ok();
-        // 250 only once the spool record is durable (seed 001). The commit
-        // logs event=accepted, with the rest of its round in one write.
+        // 250 only once the spool record is durable: the MTA drops its copy
+        // when it sees 250, so a crash after it must not lose the message.
+        // The commit logs event=accepted, with the rest of its round in one
+        // write.
         const std::string fields = " id=" + id + " client=" + Kv(peer) + " from=" + Kv(ev.envelope.mail_from) +
                                    " rcpts=" + std::to_string(ev.envelope.rcpts.size()) +
                                    " size=" + std::to_string(size);

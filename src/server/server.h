@@ -1,5 +1,5 @@
 // holdfast serve: the daemon. Today it is the LMTP listener in front of the
-// spool (issue 3); POP3 and the filter workers come next.
+// spool; POP3 and the filter workers come next.
 //
 // Order of start-up: configuration, recovery (spool replay, every mailbox's
 // Open()), and only then the listeners. SIGTERM/SIGINT drain: stop

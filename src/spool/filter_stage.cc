@@ -1,9 +1,10 @@
-// The filter stage of the Spool (issue 4, seed 003; docs/filters.md):
-// batches of durable messages go to worker processes; the attempt is
-// recorded in the spool before a worker sees them (the ledger); a batch that
-// fails is split and its halves retried at once; a message that fails alone
-// K times goes to the quarantine. Verdicts are not made durable: a restart
-// filters again, and delivery recognises a copy already filed (any folder).
+// The filter stage of the Spool (docs/filters.md), so that a message that
+// crashes or hangs its filter cannot stall the others: batches of durable
+// messages go to worker processes; the attempt is recorded in the spool
+// before a worker sees them (the ledger); a batch that fails is split and its
+// halves retried at once; a message that fails alone K times goes to the
+// quarantine. Verdicts are not made durable: a restart filters again, and
+// delivery recognises a copy already filed (any folder).
 #include <signal.h>
 
 #include <algorithm>

@@ -1,5 +1,5 @@
-// Quarantine (issue 4, seed 003): where the filter stage sets a message
-// aside, with the reason and its history. Nothing is dropped silently: a
+// Quarantine: where the filter stage sets a message aside, with the reason
+// and its history. Nothing is dropped silently: a
 // message leaves quarantine only by release (back to the spool, filters
 // skipped) or delete, and both are written to an audit log.
 //

@@ -3,17 +3,19 @@
 // Sessions Submit() messages from any thread. One commit thread appends
 // everything submitted since its last round and makes it durable with one
 // fdatasync, then calls each submitter back: that is when LMTP may say 250
-// (seed 001). A delivery thread then files each message into its
-// recipients' mailboxes and records Done per recipient; Done records ride
-// along with the next commit. After a restart, every unretired message is
-// delivered again, except where the mailbox already knows its MessageId
-// (delivered, or delivered and deleted since): exactly once.
+// (never before: the MTA drops its copy at 250). A delivery thread then
+// files each message into its recipients' mailboxes and records Done per
+// recipient; Done records ride along with the next commit. After a restart,
+// every unretired message is delivered again, except where the mailbox
+// already knows its MessageId (delivered, or delivered and deleted since):
+// exactly once.
 //
 // With a filter chain configured, durable messages first pass the filter
 // stage (filter_stage.cc, docs/filters.md): worker threads hand batches to
 // worker processes, after recording the attempt durably in the spool (the
-// ledger of seed 003); failed batches are split, a message that fails alone
-// K times goes to the quarantine.
+// ledger, so even a message that kills the daemon is found out); failed
+// batches are split, a message that fails alone K times goes to the
+// quarantine.
 #pragma once
 
 #include <condition_variable>

@@ -1,6 +1,6 @@
-// SpoolLog: the durable intake between LMTP and the mailboxes (issue 3,
-// seed 001). An acknowledged message lives here until every recipient's
-// copy is durable in its mailbox. Format: docs/spool.md.
+// SpoolLog: the durable intake between LMTP and the mailboxes. An
+// acknowledged message lives here until every recipient's copy is durable in
+// its mailbox, so a crash after the 250 loses nothing. Format: docs/spool.md.
 //
 // DATA/spool/<16 hex digits>.seg are segments of CRC-framed records
 // (util/record_log.h): Message records (envelope + body) and Done records
@@ -51,7 +51,7 @@ enum class RcptState : uint8_t {
 };
 const char* RcptStateName(RcptState s);
 
-// The filter stage's ledger (seed 003), from Attempt and Outcome records.
+// The filter stage's ledger, from Attempt and Outcome records.
 enum class FilterOutcome : uint8_t {
   kPassed = 1,    // the chain decided (deliver, quarantine, discard)
   kTempFail = 2,  // not the message's fault; does not count

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""kill -9 of the daemon while filter batches are in flight (issue 4, MISSION.md
+"""kill -9 of the daemon while filter batches are in flight (MISSION.md
 invariants 2, 4 and 7).
 
 Set-up: user alice; a filter chain of one real command (/bin/sh) that takes

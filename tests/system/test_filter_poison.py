@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Poison isolation (issue 4, seed 003, MISSION.md invariant 7): real
-misbehaving filters, a stream of mail with poison messages mixed in.
+"""Poison isolation (MISSION.md invariant 7): real misbehaving filters, a
+stream of mail with poison messages mixed in.
 
 Set-up: user alice; DATA/holdfast.toml with a filter chain of four real
 /bin/sh commands, each harmless unless the message holds its marker:
@@ -33,7 +33,7 @@ Checks, once alice has N - P messages and the quarantine P:
 - the daemon never went down (same pid, still answering LMTP), its log has
   no sanitizer report; SIGTERM -> exit 0; `holdfast fsck alice` is clean.
 
-Long run (issue 4's figure): HOLDFAST_FILTER_MESSAGES=10000 HOLDFAST_FILTER_POISON=100.
+Long run, full size: HOLDFAST_FILTER_MESSAGES=10000 HOLDFAST_FILTER_POISON=100.
 Run:  /usr/bin/python3 tests/system/test_filter_poison.py --holdfast build/holdfast
 Exit: 0 pass, 1 fail.
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""log.format = "json" (issue 6): every line `holdfast serve` writes is one
+"""log.format = "json": every line `holdfast serve` writes is one
 JSON object with time, level and event; a line about a message carries its
 MessageId as "id"; SIGHUP after switching the file back to "text" gives text
 lines again (the format is reloaded like the level).

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""/metrics and /healthz (issue 6): scraped while the server works, the
+"""/metrics and /healthz: scraped while the server works, the
 counters move as they should, and the output is valid Prometheus text
 exposition format -- checked by `promtool check metrics` (Debian package
 prometheus) and by a strict parser here.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Privilege drop (issue 6): `holdfast serve` started as root with
+"""Privilege drop: `holdfast serve` started as root with
 `user = "<mail user>"` binds its ports as root -- here a privileged LMTP
 port below 1024 -- then runs as that user for good.
 

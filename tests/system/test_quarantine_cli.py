@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """`holdfast queue quarantine list|show|release|delete` against a running
-server (issue 4): nothing is dropped silently, release delivers, delete is
+server: nothing is dropped silently, release delivers, delete is
 audited.
 
 Set-up: user alice; a filter chain of one command that answers

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""SIGHUP in a loop while POP3 clients log in (issue 18): a reload replaces
+"""SIGHUP in a loop while POP3 clients log in: a reload replaces
 the whole configuration while logins on the daemon's thread pool are reading
 it. Each session and each login must work on one snapshot, old or new, and
 nothing may crash, hang or mix the two. (Before the configuration became an

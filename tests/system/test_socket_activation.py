@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Socket activation (issue 6): `holdfast serve` started by systemd's own
+"""Socket activation: `holdfast serve` started by systemd's own
 `systemd-socket-activate` (Debian package systemd: the same LISTEN_FDS /
 LISTEN_FDNAMES protocol as a .socket unit, without a running systemd):
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`holdfast trace` (issue 6): the life of a message from the durable event
+"""`holdfast trace`: the life of a message from the durable event
 log, as real clients drive it, and consistent with what happened across
 kill -9.
 
