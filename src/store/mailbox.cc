@@ -18,7 +18,7 @@ constexpr size_t kReadChunk = 1 << 16;
 // mtimes are small logical counters and always count as old).
 constexpr int64_t kTmpGraceNs = 10LL * 1000 * 1000 * 1000;
 // Extra directory passes looking for a message missing from the first one:
-// a concurrent rename can hide it from a readdir pass (seed 004).
+// a concurrent rename can hide it from a readdir pass.
 constexpr int kMissingRetries = 3;
 // A pass proves absence only if new/ and cur/ did not change while it ran:
 // their mtimes equal before and after, and older than the pass's start by
@@ -97,7 +97,7 @@ Result<FileDigest> DigestFile(Fs& fs, const std::string& path) {
 // The digests of many files at once. With a cold page cache each file is a
 // disk read, and a disk serves several reads at a time far faster than one
 // after another: the first login after an index was lost reads every file
-// (issue 5's cold login+STAT). A few files are not worth the threads.
+// (a cold login+STAT). A few files are not worth the threads.
 std::vector<Result<FileDigest>> DigestFiles(Fs& fs, const std::vector<std::string>& paths) {
   constexpr size_t kMinForThreads = 64, kThreads = 16;
   std::vector<Result<FileDigest>> out(paths.size(), Result<FileDigest>(Status::Io("not read")));

@@ -5,14 +5,15 @@
 // Promises (MISSION.md):
 //  - A Delivery is durable before Commit() returns, and whole or invisible
 //    at every instant: written in tmp/, fdatasync'ed, renamed into new/,
-//    new/ fsync'ed (seed 001) -- or cur/ with flags, for an import.
+//    new/ fsync'ed (else a power loss can undo the rename) -- or cur/ with
+//    flags, for an import.
 //  - UIDs only grow and are never reused; listings come from the index, kept
 //    in step with other Maildir tools' renames without losing a message to a
-//    readdir race (seed 004).
+//    readdir race (a rename by another tool can hide a file from one pass).
 //  - Expunge is identity-checked and two durable states, requested then
-//    gone; repeating it is harmless (seed 000).
+//    gone; repeating it is harmless, and a reused name is never deleted.
 //  - Open() finishes or rolls back whatever a crash interrupted before
-//    anything else runs (seed 002).
+//    anything else runs (a crash must never leave mail that later vanishes).
 // All methods take the mailbox lock (flock on holdfast.lock) as needed; one
 // Mailbox object is not thread-safe, several processes may share a Maildir.
 #pragma once

@@ -2,7 +2,8 @@
 // memory from the records of its journal file `holdfast.index`
 // (docs/storage.md, "Mailbox index"). It assigns UIDs, which only grow and
 // are never reused, and remembers each message's identity, size and
-// checksum. Listings come from here, never from one bare readdir (seed 004).
+// checksum. Listings come from here, never from one bare readdir (a rename
+// by another tool can hide a file from one pass).
 //
 // This file knows the records and how they change the state; mailbox.h
 // decides when to write them.

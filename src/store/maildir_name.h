@@ -1,6 +1,6 @@
 // Maildir file names (cr.yp.to/proto/maildir.html + Maildir++ and Dovecot's
 // ",S=" / ",W=" extensions). holdfast's own names are built from a MessageId,
-// never from stat+sleep (seed 004), and carry the UID so a lost index can be
+// never from stat+sleep, and carry the UID so a lost index can be
 // rebuilt with the same UIDs:
 //
 //   <unix-secs>.<MessageId>.<host>,S=<size>,W=<crlf-size>,U=<uid>[:2,<flags>]
