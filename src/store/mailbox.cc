@@ -326,20 +326,26 @@ Result<uint32_t> Mailbox::HeadCrc() {
   return head_crc_;
 }
 
+Status Mailbox::WriteHintFile(const char* name, std::string_view bytes) {
+  // Written whole under a temporary name and renamed, never fsynced: a hint
+  // that a crash may lose or leave stale, and every reader checks it first.
+  const std::string tmp = Path(std::string(name) + ".new");
+  (void)fs_.Unlink(tmp);  // a leftover; we hold the lock
+  HF_ASSIGN_OR_RETURN(auto file, fs_.CreateExclusive(tmp, 0600));
+  Status s = file->Append(bytes);
+  file.reset();
+  if (s.ok()) s = fs_.Rename(tmp, Path(name));
+  if (!s.ok()) (void)fs_.Unlink(tmp);
+  return s;
+}
+
 void Mailbox::WriteSummary() {
   if (journal_inode_ == 0 || journal_inode_ != synced_inode_ || journal_offset_ != synced_offset_) return;
   auto head_crc = HeadCrc();
   if (!head_crc.ok()) return;
   Encoder e;
   e.U32(kSummaryVersion).U64(journal_inode_).U64(journal_offset_).U32(*head_crc).U32(NextUid());
-  const std::string tmp = Path(std::string(kSummaryFile) + ".new");
-  (void)fs_.Unlink(tmp);  // a leftover; we hold the lock
-  auto file = fs_.CreateExclusive(tmp, 0600);
-  if (!file.ok()) return;
-  Status s = (*file)->Append(EncodeRecord(kSummaryRecord, e.data()));
-  file->reset();
-  if (s.ok()) s = fs_.Rename(tmp, Path(kSummaryFile));
-  if (!s.ok()) (void)fs_.Unlink(tmp);
+  (void)WriteHintFile(kSummaryFile, EncodeRecord(kSummaryRecord, e.data()));
 }
 
 void Mailbox::LoadWholeJournalNextTime() {
@@ -575,20 +581,8 @@ void Mailbox::MaybeWriteCheckpoint() {
   h.uidvalidity = state_.uidvalidity();
   h.uid_next = std::max(state_.uid_next(), uid_floor_ + 1);
   h.stamps = *stamps;
-  const std::string tmp = Path(std::string(kCheckpointFile) + ".new");
-  (void)fs_.Unlink(tmp);  // a leftover; we hold the lock
-  auto file = fs_.CreateExclusive(tmp, 0600);
-  if (!file.ok()) return;
-  // No fsync: a hint. After a power loss its boot id no longer matches, and
-  // a torn one fails its CRCs.
-  Status s = (*file)->Append(EncodeCheckpoint(h, state_.live()));
-  file->reset();
-  if (s.ok()) s = fs_.Rename(tmp, Path(kCheckpointFile));
-  if (!s.ok()) {
-    (void)fs_.Unlink(tmp);
-    return;
-  }
-  checkpoint_known_ = h;
+  // After a power loss its boot id no longer matches, and a torn one fails its CRCs.
+  if (WriteHintFile(kCheckpointFile, EncodeCheckpoint(h, state_.live())).ok()) checkpoint_known_ = h;
 }
 
 Status Mailbox::CutTornTail(uint64_t torn_bytes) {

@@ -210,6 +210,8 @@ class Mailbox {
   // Best effort, after the journal was synced: a lost or stale summary only
   // costs the next delivery a whole read.
   void WriteSummary();
+  // The summary's and the checkpoint's way to disk: .new, then rename; no fsync.
+  Status WriteHintFile(const char* name, std::string_view bytes);
   uint32_t NextUid() const {
     return tail_only_ ? tail_uid_next_ : view_ ? view_uid_next_ : state_.uid_next();
   }
